@@ -1,0 +1,57 @@
+#!/bin/sh
+# deps.sh - make sure the Debian packages the workbook needs are installed.
+#
+# Checks with dpkg-query (fast, no root needed) and installs only what is
+# missing: as root with apt-get, otherwise through `sudo -n`, otherwise it
+# prints the exact command to run and fails.  It never touches /boot,
+# /lib/modules or the running kernel: the VM's kernel is fetched separately
+# into vm/cache by vm/fetch.py.
+#
+# Usage: tools/deps.sh [--check]      (--check: report, install nothing)
+set -eu
+
+PACKAGES="gcc make libc6-dev qemu-system-x86 python3 python3-pytest cpio bubblewrap util-linux"
+
+missing=""
+for p in $PACKAGES; do
+	status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+	case "$status" in
+	ii*) ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "${1:-}" = "--check" ]; then
+	echo "deps: missing Debian packages:$missing" >&2
+	exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "deps: this is not a Debian system (no apt-get); install by hand:$missing" >&2
+	exit 1
+fi
+
+cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" -eq 0 ]; then
+	run=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+	run="sudo -n"
+else
+	echo "deps: missing Debian packages:$missing" >&2
+	echo "deps: run this as root, then try again:" >&2
+	echo "    sudo sh -c '$cmd'" >&2
+	exit 1
+fi
+
+echo "deps: installing$missing"
+log=$(mktemp)
+if ! $run sh -c "$cmd" >"$log" 2>&1; then
+	echo "deps: apt-get failed (is Debian's package archive reachable?); last lines:" >&2
+	tail -n 5 "$log" >&2
+	rm -f "$log"
+	exit 1
+fi
+rm -f "$log"
+echo "deps: done"
