@@ -1,0 +1,295 @@
+"""grader/grade: grade one submission and say what to do next.
+
+usage: grader/grade [--lab N] [--repeat N] [--out DIR] [--json FILE] [--junit FILE] [--quiet] [PATH]
+
+PATH is a folder with the labs (default: labs/, the student's working copy;
+`grader/grade solutions` grades the reference solutions).  The submission is
+copied into a scratch folder first: the grader never writes into it.
+
+Writes DIR/results.json (Gradescope format), DIR/report.txt, DIR/junit.xml
+(default DIR: grader/out).  Exit status: 0 only for full marks, 1 otherwise,
+2 when grading itself could not run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GRADER = Path(__file__).resolve().parent.parent
+REPO = GRADER.parent
+MAX_FILE = 4 << 20
+MAX_TOTAL = 64 << 20
+MAX_FILES = 5000
+
+
+class GradeError(Exception):
+    """Grading could not run (not: the submission is wrong)."""
+
+
+# --- copying a submission safely -----------------------------------------------
+def safe_copy(src: Path, dst: Path) -> list[str]:
+    """Copy regular files and folders of `src` into `dst`.  Symbolic links that stay
+    inside `src` are copied as the file they name; links that leave it, devices,
+    FIFOs and oversized files are skipped.  Returns warnings."""
+    warnings: list[str] = []
+    total = count = 0
+    root = src.resolve()
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+        rel = Path(dirpath).relative_to(src)
+        dirnames[:] = sorted(d for d in dirnames if d not in (".git", "__pycache__"))
+        for d in list(dirnames):
+            if (Path(dirpath) / d).is_symlink():
+                warnings.append(f"skipped the folder link {rel / d}")
+                dirnames.remove(d)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                target = p.resolve()
+                if not target.is_relative_to(root) or not target.is_file():
+                    warnings.append(f"skipped {rel / name}: a link to outside the submission")
+                    continue
+                st = os.stat(target)
+                p = target
+            if not stat.S_ISREG(st.st_mode):
+                warnings.append(f"skipped {rel / name}: not a regular file")
+                continue
+            if st.st_size > MAX_FILE or total + st.st_size > MAX_TOTAL or count >= MAX_FILES:
+                warnings.append(f"skipped {rel / name}: the submission is too large")
+                continue
+            shutil.copyfile(p, dst / rel / name)
+            total += st.st_size
+            count += 1
+    return warnings
+
+
+# --- chapters: task titles for the table and the next step ------------------------
+TASK_RE = re.compile(r"^###\s+Task\s+(\d+):\s*(.+?)\s*\((\d+)\s+points?\)\s*$", re.M)
+
+
+def task_titles(folder: str) -> dict[int, tuple[str, int]]:
+    readme = REPO / "labs" / folder / "README.md"
+    try:
+        text = readme.read_text()
+    except OSError:
+        return {}
+    return {int(n): (title, int(p)) for n, title, p in TASK_RE.findall(text)}
+
+
+def lab_title(folder: str) -> str:
+    try:
+        first = (REPO / "labs" / folder / "README.md").read_text().splitlines()[0]
+        return first.lstrip("# ").strip()
+    except (OSError, IndexError):
+        return folder
+
+
+# --- the run ---------------------------------------------------------------------
+@dataclass
+class Summary:
+    score: int = 0
+    max_score: int = 0
+    results: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def full_marks(self) -> bool:
+        return self.max_score > 0 and self.score == self.max_score and all(
+            r["outcome"] == "passed" for r in self.results)
+
+
+def python_with_pytest() -> str:
+    return sys.executable
+
+
+def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit: Path | None = None,
+                progress=None, timeout: float | None = None) -> Summary:
+    """Grade `submission` and return the results; `progress(line)` is called per finished test."""
+    if not submission.is_dir():
+        raise GradeError(f"{submission} is not a folder")
+    work = Path(tempfile.mkdtemp(prefix="grade-"))
+    os.chmod(work, 0o755)
+    try:
+        copy = work / "submission"
+        summary = Summary(warnings=safe_copy(submission, copy))
+        results_json = work / "results.json"
+        r, w = os.pipe()
+        cmd = [python_with_pytest(), "-m", "pytest", "tests", "-q", "--tb=short", "-p", "no:cacheprovider",
+               "--submission", str(copy), "--scratch", str(work / "scratch"), "--results-json", str(results_json),
+               "--progress-fd", str(w), "--repeat", str(repeat)]
+        (work / "scratch").mkdir()
+        if lab is not None:
+            cmd += ["--lab", str(lab)]
+        if junit is not None:
+            cmd += ["--junitxml", str(junit)]
+        log = open(work / "pytest.log", "w+")
+        proc = subprocess.Popen(cmd, cwd=GRADER, stdout=log, stderr=subprocess.STDOUT, pass_fds=[w],
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        os.close(w)
+
+        def pump() -> None:
+            with os.fdopen(r) as f:
+                for line in f:
+                    if progress:
+                        progress(line.rstrip("\n"))
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise GradeError(f"grading did not finish within {timeout:g} s")
+        except BaseException:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise
+        t.join(timeout=5)
+        if proc.returncode not in (0, 1, 5) or not results_json.exists():
+            log.seek(0)
+            raise GradeError("the grader's tests could not run (pytest exit %d):\n%s"
+                             % (proc.returncode, "\n".join(log.read().splitlines()[-25:])))
+        if proc.returncode == 5 or not json.loads(results_json.read_text()):
+            raise GradeError(f"no graded tests were selected{f' for lab {lab}' if lab else ''}")
+        summary.results = json.loads(results_json.read_text())
+        summary.score = sum(x["points"] for x in summary.results if x["outcome"] == "passed")
+        summary.max_score = sum(x["points"] for x in summary.results)
+        summary.text = render(summary, submission)
+        return summary
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --- what the student reads ---------------------------------------------------------
+def render(s: Summary, submission: Path) -> str:
+    out: list[str] = []
+    labs: dict[int, list[dict]] = {}
+    for x in s.results:
+        labs.setdefault(x["lab"], []).append(x)
+    next_step = None
+    width = 64
+    for n in sorted(labs):
+        rs = labs[n]
+        folder = rs[0]["folder"]
+        titles = task_titles(folder)
+        got = sum(x["points"] for x in rs if x["outcome"] == "passed")
+        tot = sum(x["points"] for x in rs)
+        out.append(f"Lab {n}: {lab_title(folder)}".ljust(width) + f"{got:>4}/{tot}")
+        prereq_failed = [x for x in rs if x["prereq"] and x["outcome"] != "passed"]
+        for x in prereq_failed:
+            out.append(f"  ! {x['name']}: " + _first_line(x["message"]))
+        tasks: dict[int, list[dict]] = {}
+        for x in rs:
+            if not x["prereq"]:
+                tasks.setdefault(x["task"], []).append(x)
+        for t in sorted(tasks):
+            tr = tasks[t]
+            title = titles.get(t, (f"Task {t}", 0))[0]
+            tg = sum(x["points"] for x in tr if x["outcome"] == "passed")
+            tt = sum(x["points"] for x in tr)
+            mark = "ok " if tg == tt else "   "
+            out.append(f"  {mark}Task {t}: {title}"[:width - 2].ljust(width) + f"{tg:>4}/{tt}")
+            for x in tr:
+                if x["outcome"] != "passed":
+                    out.append(f"       x {x['name']}  ({x['points']} pt)")
+                    if next_step is None:
+                        next_step = (n, folder, t, title, x)
+        out.append("")
+    out.append("Total".ljust(width) + f"{s.score:>4}/{s.max_score}")
+    if s.warnings:
+        out.append("")
+        out.extend(f"warning: {w}" for w in s.warnings[:10])
+    out.append("")
+    if next_step is None:
+        out.append("All tests pass: full marks.")
+    else:
+        n, folder, t, title, x = next_step
+        out.append(f"Next step: Lab {n}, Task {t}: {title}.")
+        out.append(f"  Read labs/{folder}/README.md, section \"Task {t}: {title}\".")
+        out.append(f"  First failing test: {x['name']}")
+        out.extend("  " + ln for ln in x["message"].splitlines()[:20])
+    return "\n".join(out)
+
+
+def _first_line(msg: str) -> str:
+    return (msg.strip().splitlines() or [""])[0]
+
+
+def gradescope(s: Summary) -> dict:
+    tests = []
+    for x in s.results:
+        tests.append({
+            "name": f"Lab {x['lab']} task {x['task']}: {x['name']}" if not x["prereq"] else f"Lab {x['lab']}: {x['name']}",
+            "score": x["points"] if x["outcome"] == "passed" else 0,
+            "max_score": x["points"],
+            "status": "passed" if x["outcome"] == "passed" else "failed",
+            "output": x["message"],
+            "visibility": "after_published" if x["hidden"] else "visible",
+        })
+    return {"score": s.score, "max_score": s.max_score, "output": s.text, "tests": tests}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    tmp.rename(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="grader/grade", description="Grade the workbook's labs.")
+    ap.add_argument("path", nargs="?", default=str(REPO / "labs"), help="the labs to grade (default: labs/)")
+    ap.add_argument("--lab", type=int, help="grade only lab N")
+    ap.add_argument("--repeat", type=int, default=1, help="run every test N times; pass only if all pass")
+    ap.add_argument("--out", default=str(GRADER / "out"), help="folder for results.json, report.txt, junit.xml")
+    ap.add_argument("--json", help="write the Gradescope results.json here instead")
+    ap.add_argument("--junit", help="write JUnit XML here instead")
+    ap.add_argument("--quiet", action="store_true", help="no per-test progress")
+    a = ap.parse_args(argv)
+    sub = Path(a.path).resolve()
+    out = Path(a.out)
+    junit = Path(a.junit) if a.junit else out / "junit.xml"
+    junit.parent.mkdir(parents=True, exist_ok=True)
+    what = f"lab {a.lab}" if a.lab else "all labs"
+    print(f"Grading {what} in {sub}" + (f", every test {a.repeat} times" if a.repeat > 1 else ""), flush=True)
+
+    def progress(line: str) -> None:
+        if a.quiet:
+            return
+        mark, lab, task, pts, name = (line.split(" ", 4) + [""] * 5)[:5]
+        print(f"  {mark} lab {lab} task {task:>2}  {pts:>6}  {name}", flush=True)
+
+    try:
+        s = run_grading(sub, a.lab, a.repeat, junit.resolve(), progress)
+    except GradeError as e:
+        print(f"grade: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("grade: interrupted", file=sys.stderr)
+        return 130
+    print()
+    print(s.text)
+    write_atomic(Path(a.json) if a.json else out / "results.json", json.dumps(gradescope(s), indent=1))
+    detail = [s.text, "", "Every test:"]
+    for x in s.results:
+        detail.append(f"[{x['outcome'].upper()}] lab {x['lab']} task {x['task']} {x['name']} ({x['points']} pt)")
+        detail.extend("    " + ln for ln in x["message"].splitlines())
+    write_atomic(out / "report.txt", "\n".join(detail) + "\n")
+    return 0 if s.full_marks else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

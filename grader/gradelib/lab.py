@@ -1,0 +1,391 @@
+"""What a graded test sees: a lab built in a scratch copy, and its programs
+run contained, with outcomes that explain themselves to a student."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from . import sandbox
+from .sandbox import Limits, clean_text
+
+GRADER = Path(__file__).resolve().parent.parent
+REPO = GRADER.parent
+
+CFLAGS = ["-g", "-O1", "-Wall", "-Wextra", "-Werror"]
+SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+SANITIZER_ENV = {
+    # verify_asan_link_order=0: the checker's LD_PRELOAD library comes before libasan.
+    "ASAN_OPTIONS": "detect_leaks=0:verify_asan_link_order=0:allocator_may_return_null=1:"
+    "hard_rss_limit_mb=1024:abort_on_error=0:handle_abort=0",
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+}
+
+# Why a program may have died of a signal, in words a student can act on.
+SIGNAL_HINTS: dict[int, str] = {
+    signal.SIGSEGV: "a segmentation fault: an invalid memory access (look for an AddressSanitizer report in its stderr)",
+    signal.SIGBUS: "a bus error: an invalid memory access",
+    signal.SIGABRT: "abort(): an assertion or the C library found a fatal error",
+    signal.SIGFPE: "an arithmetic error such as division by zero",
+    signal.SIGILL: "an illegal instruction (often undefined behaviour)",
+    signal.SIGIO: "SIGIO's default action terminates the process: did you install the handler before enabling O_ASYNC?",
+    signal.SIGINT: "SIGINT's default action: the program did not catch SIGINT",
+    signal.SIGTERM: "SIGTERM's default action: the program did not catch SIGTERM",
+    signal.SIGUSR1: "SIGUSR1's default action: the program did not catch SIGUSR1 (or the handler was reset to SIG_DFL)",
+    signal.SIGUSR2: "SIGUSR2's default action: the program did not catch SIGUSR2 (or the handler was reset to SIG_DFL)",
+    signal.SIGHUP: "SIGHUP's default action: the program did not catch SIGHUP",
+    signal.SIGALRM: "SIGALRM's default action: an alarm() fired with no handler",
+    signal.SIGPIPE: "writing to a pipe or socket nobody reads",
+    signal.SIGXCPU: "it used more CPU time than allowed (an endless loop?)",
+    signal.SIGXFSZ: "it wrote a file larger than allowed",
+    signal.SIGKILL: "SIGKILL (the grader kills programs that exceed their limits)",
+}
+
+
+def signame(sig: int) -> str:
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    if signal.SIGRTMIN <= sig <= signal.SIGRTMAX:
+        name = f"SIGRTMIN+{sig - signal.SIGRTMIN}" if sig != signal.SIGRTMIN else "SIGRTMIN"
+    return name
+
+
+def tail(text: str, lines: int = 12, chars: int = 1500) -> str:
+    t = "\n".join(text.rstrip("\n").splitlines()[-lines:])
+    return t[-chars:]
+
+
+@dataclass
+class Program:
+    """One program of a lab: its sources in the lab folder, and how the grader builds it."""
+
+    sources: list[str]
+    std: str = "gnu11"
+    cflags: list[str] = field(default_factory=list)
+    ldflags: list[str] = field(default_factory=list)
+    sanitize: bool = True
+
+
+@dataclass
+class LabSpec:
+    number: int
+    folder: str
+    programs: dict[str, Program] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return self.folder
+
+
+@dataclass
+class Outcome:
+    """How a run ended, what it printed, and what the signal-safety checker saw."""
+
+    what: str  # the command, for messages
+    exitcode: int | None
+    signal: int | None
+    timed_out: bool
+    timeout: float
+    flooded: bool
+    stdout: str
+    stderr: str
+    sigsafe: list[str]
+
+    def describe(self) -> str:
+        if self.flooded:
+            return f"`{self.what}` printed more than {sandbox.OUTPUT_CAP // 1024} KiB and was killed (an output loop?)"
+        if self.timed_out:
+            return f"`{self.what}` did not finish within {self.timeout:g} s and was killed (blocked or in an endless loop?)"
+        if self.signal is not None:
+            hint = SIGNAL_HINTS.get(self.signal, "")
+            return f"`{self.what}` was killed by {signame(self.signal)}" + (f" ({hint})" if hint else "")
+        return f"`{self.what}` exited with status {self.exitcode}"
+
+    def explain(self, msg: str) -> str:
+        parts = [msg, "  What happened: " + self.describe() + "."]
+        if self.stdout.strip():
+            parts.append("  Its output (last lines):\n" + _indent(tail(self.stdout)))
+        if self.stderr.strip():
+            parts.append("  Its stderr (last lines):\n" + _indent(tail(self.stderr)))
+        if self.sigsafe:
+            parts.append("  The async-signal-safety checker reported:\n" + _indent("\n".join(self.sigsafe)))
+        return "\n".join(parts)
+
+    def expect_exit(self, code: int, msg: str) -> None:
+        if self.timed_out or self.flooded or self.signal is not None or self.exitcode != code:
+            pytest.fail(self.explain(msg), pytrace=False)
+
+    def expect_signal(self, sig: int, msg: str) -> None:
+        if self.signal != sig:
+            pytest.fail(self.explain(msg), pytrace=False)
+
+    def expect_sigsafe(self, msg: str) -> None:
+        if self.sigsafe:
+            pytest.fail(self.explain(msg), pytrace=False)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    | " + line for line in text.splitlines())
+
+
+class Proc:
+    """A running program a test talks to: stdin, stdout, signals."""
+
+    def __init__(self, build: "LabBuild", name: str, args: tuple[str, ...], contained: sandbox.Contained,
+                 sigsafe_log: Path | None) -> None:
+        self.build = build
+        self.what = " ".join([name, *args])
+        self.c = contained
+        self.pid = contained.pid
+        self._pos = 0  # stdout offset after the last expect() match
+        self._sigsafe_log = sigsafe_log
+        build._procs.append(self)
+
+    def send(self, text: str | bytes) -> None:
+        data = text.encode() if isinstance(text, str) else text
+        if not self.c.send(data):
+            out = self._finish(1.0)
+            pytest.fail(out.explain(f"Could not write {data!r} to `{self.what}`: it no longer reads its input."),
+                        pytrace=False)
+
+    def close_stdin(self) -> None:
+        self.c.close_stdin()
+
+    def kill(self, sig: int) -> None:
+        self.c.signal(sig)
+
+    def expect(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Wait for `pattern` in stdout after the previous match; fail the test with the story if it never comes."""
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        with self.c.cond:
+            while True:
+                text = clean_text(bytes(self.c.out.buf))
+                m = rx.search(text, self._pos)
+                if m:
+                    self._pos = m.end()
+                    return m
+                left = deadline - time.monotonic()
+                if self.c.out.eof or left <= 0:
+                    break
+                self.c.cond.wait(min(left, 0.5))
+        reason = "it stopped printing" if self.c.out.eof else f"nothing matched within {timeout:g} s"
+        out = self._finish(1.0)
+        pytest.fail(out.explain(f"Expected `{self.what}` to print a line matching /{pattern}/, but {reason}."),
+                    pytrace=False)
+
+    def output(self) -> str:
+        return clean_text(self.c.stdout_snapshot())
+
+    def wait(self, timeout: float = 10.0) -> Outcome:
+        return self._finish(timeout)
+
+    def _finish(self, timeout: float) -> Outcome:
+        ex = self.c.wait(timeout)
+        return Outcome(
+            what=self.what, exitcode=ex.exitcode, signal=ex.signal, timed_out=ex.timed_out, timeout=timeout,
+            flooded=ex.flooded, stdout=clean_text(ex.stdout), stderr=clean_text(ex.stderr),
+            sigsafe=_read_sigsafe(self._sigsafe_log),
+        )
+
+
+def _read_sigsafe(path: Path | None) -> list[str]:
+    if path is None or not path.exists():
+        return []
+    with open(path, "rb") as f:
+        lines = f.read(65536).decode("utf-8", "replace").splitlines()
+    return sorted({ln.strip() for ln in lines if ln.strip()})
+
+
+class BuildFailed(Exception):
+    pass
+
+
+class LabBuild:
+    """A lab of one submission, copied into scratch, built program by program on first use."""
+
+    def __init__(self, spec: LabSpec, submission: Path, scratch: Path) -> None:
+        self.spec = spec
+        self.src = submission / spec.folder
+        self.root = scratch / f"lab{spec.number:02d}"
+        self.bin = self.root / "bin"
+        self.runs = self.root / "runs"
+        self.built: dict[str, Path | BuildFailed] = {}
+        self._procs: list[Proc] = []
+        self._run_no = 0
+
+    # --- building ----------------------------------------------------------
+    def _prepare(self) -> None:
+        if self.root.exists():
+            return
+        if not self.src.is_dir():
+            raise BuildFailed(f"the folder {self.spec.folder}/ is missing from the submission")
+        shutil.copytree(self.src, self.root / "src", symlinks=True)
+        self.bin.mkdir(parents=True)
+        self.runs.mkdir()
+        sandbox.make_writable(self.root)
+
+    def program(self, name: str) -> Path:
+        """The built executable, building it on first use; fails the test if it does not compile."""
+        if name not in self.spec.programs:
+            raise KeyError(f"lab {self.spec.number} has no program {name!r}")
+        if name not in self.built:
+            self.built[name] = self._compile(name)
+        got = self.built[name]
+        if isinstance(got, BuildFailed):
+            pytest.fail(str(got), pytrace=False)
+        return got
+
+    def build_all(self) -> None:
+        failures = []
+        for name in self.spec.programs:
+            if name not in self.built:
+                self.built[name] = self._compile(name)
+            got = self.built[name]
+            if isinstance(got, BuildFailed):
+                failures.append(str(got))
+        if failures:
+            pytest.fail("\n\n".join(failures), pytrace=False)
+
+    def _compile(self, name: str) -> Path | BuildFailed:
+        try:
+            self._prepare()
+        except BuildFailed as e:
+            return e
+        prog = self.spec.programs[name]
+        missing = [s for s in prog.sources if not (self.root / "src" / s).is_file()]
+        if missing:
+            return BuildFailed(f"{self.spec.folder}/{missing[0]} is missing: the program `{name}` cannot be built.")
+        out = self.bin / name
+        argv = ["gcc", f"-std={prog.std}", *CFLAGS, *(SANITIZE if prog.sanitize else []), *prog.cflags,
+                "-o", str(out), *prog.sources, *prog.ldflags]
+        c = sandbox.Contained(argv, cwd=self.root / "src", writable=[self.root], env=_base_env(self.root),
+                              limits=Limits(cpu_seconds=60, processes=32, address_space=None), stdin=False,
+                              readonly=[self.root.parent])
+        ex = c.wait(timeout=120.0)
+        if ex.timed_out:
+            return BuildFailed(f"Compiling `{name}` did not finish within 120 s.")
+        if ex.exitcode != 0 or not out.exists():
+            errs = _first_errors(clean_text(ex.stderr))
+            return BuildFailed(f"`{name}` ({', '.join(prog.sources)}) does not compile with the grader's flags "
+                               f"({' '.join(CFLAGS)}). The compiler's first errors:\n{_indent(errs)}")
+        return out
+
+    # --- running -------------------------------------------------------------
+    def _start(self, name: str, args: tuple[str, ...], env: dict[str, str] | None, preload: list[str],
+               sigsafe: bool, stdin: bool, limits: Limits | None) -> tuple[sandbox.Contained, Path | None]:
+        exe = self.program(name)
+        self._run_no += 1
+        cwd = self.runs / f"{self._run_no:03d}-{name}"
+        sandbox.make_writable(cwd)
+        e = _base_env(cwd)
+        prog = self.spec.programs[name]
+        if prog.sanitize:
+            e.update(SANITIZER_ENV)
+        libs = [str(harness_library(p)) for p in preload]
+        log: Path | None = None
+        checker = sigsafe_library() if sigsafe else None
+        if checker is not None:
+            libs.insert(0, str(checker))
+            log = cwd / ".sigsafe.log"
+            e["SIGSAFE_LOG"] = str(log)
+        if libs:
+            e["LD_PRELOAD"] = " ".join(libs)
+        e.update(env or {})
+        lim = limits or Limits(address_space=None if prog.sanitize else 2 << 30)
+        c = sandbox.Contained([str(exe), *args], cwd=cwd, writable=[cwd], env=e, limits=lim, stdin=stdin,
+                              readonly=[self.root.parent, _libs()])
+        return c, log
+
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None, preload: list[str] | None = None,
+              sigsafe: bool = True, limits: Limits | None = None) -> Proc:
+        c, log = self._start(name, args, env, preload or [], sigsafe, True, limits)
+        return Proc(self, name, args, c, log)
+
+    def run(self, name: str, *args: str, input: str | bytes = b"", timeout: float = 10.0,
+            env: dict[str, str] | None = None, preload: list[str] | None = None, sigsafe: bool = True,
+            limits: Limits | None = None) -> Outcome:
+        c, log = self._start(name, args, env, preload or [], sigsafe, True, limits)
+        p = Proc(self, name, args, c, log)
+        data = input.encode() if isinstance(input, str) else input
+        if data:
+            c.send(data)
+        c.close_stdin()
+        return p.wait(timeout)
+
+    def cleanup(self) -> None:
+        for p in self._procs:
+            p.c.kill_all()
+        self._procs.clear()
+
+
+def _base_env(home: Path) -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    }
+
+
+def _first_errors(stderr: str, lines: int = 15) -> str:
+    keep = [ln for ln in stderr.splitlines() if ln.strip()]
+    first = next((i for i, ln in enumerate(keep) if "error" in ln), 0)
+    return "\n".join(keep[max(0, first - 2):first + lines]) or "(the compiler printed nothing)"
+
+
+# --- trusted helper libraries, built once per grading run ----------------------
+_libdir: Path | None = None
+
+
+def set_library_dir(path: Path) -> None:
+    global _libdir
+    _libdir = path
+
+
+def _libs() -> Path:
+    global _libdir
+    if _libdir is None:
+        import tempfile
+        _libdir = Path(tempfile.mkdtemp(prefix="gradelib-libs-"))
+    _libdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(_libdir, 0o755)
+    return _libdir
+
+
+def _build_shared(name: str, sources: list[Path], ldflags: list[str]) -> Path:
+    out = _libs() / f"{name}.so"
+    if out.exists():
+        return out
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    cmd = ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(tmp),
+           *map(str, sources), *ldflags]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"grader bug: cannot build {name}.so:\n{res.stderr[-2000:]}")
+    os.chmod(tmp, 0o755)
+    tmp.rename(out)
+    return out
+
+
+def sigsafe_library() -> Path | None:
+    """The async-signal-safety checker (grader/sigsafe), LD_PRELOADed into every run."""
+    srcs = sorted((GRADER / "sigsafe").glob("*.c"))
+    return _build_shared("libsigsafe", srcs, ["-ldl"]) if srcs else None
+
+
+def harness_library(name: str) -> Path:
+    src = GRADER / "harness" / f"{name}.c"
+    if not src.is_file():
+        raise RuntimeError(f"grader bug: no harness library {src}")
+    return _build_shared(name, [src], ["-ldl"])
