@@ -1,0 +1,60 @@
+"""Proof that the graded tests mean something.
+
+- the reference solutions score full marks, every test run three times;
+- the untouched starter code (labs/) fails every graded test: a graded test
+  that passes on the starter cannot tell a student's work from no work, and
+  is named here as a defect (prerequisites such as "it builds" are exempt);
+- each chapter's task headings carry the points its tests carry.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from gradelib.cli import REPO, Summary, run_grading, task_titles
+
+
+@pytest.fixture(scope="module")
+def solutions() -> Summary:
+    return run_grading(REPO / "solutions", repeat=3)
+
+
+@pytest.fixture(scope="module")
+def starter() -> Summary:
+    return run_grading(REPO / "labs")
+
+
+def test_solutions_score_full_marks_three_times_in_a_row(solutions: Summary) -> None:
+    failed = [f"{r['nodeid']}: {r['message']}" for r in solutions.results if r["outcome"] != "passed"]
+    assert not failed, "the reference solutions fail:\n" + "\n".join(failed)
+    assert solutions.full_marks and solutions.max_score > 0
+
+
+def test_every_graded_test_fails_on_the_untouched_starter(starter: Summary) -> None:
+    passing = [r["nodeid"] for r in starter.results if not r["prereq"] and r["outcome"] == "passed"]
+    assert not passing, "graded tests that pass on the untouched starter (defects):\n" + "\n".join(passing)
+    assert starter.score == 0
+
+
+def test_the_starter_builds(starter: Summary) -> None:
+    broken = [f"{r['nodeid']}: {r['message']}" for r in starter.results if r["prereq"] and r["outcome"] != "passed"]
+    assert not broken, "the starter code must build and run:\n" + "\n".join(broken)
+
+
+def test_chapter_task_points_match_the_tests(solutions: Summary) -> None:
+    per_task: dict[tuple[str, int], int] = defaultdict(int)
+    for r in solutions.results:
+        if not r["prereq"]:
+            per_task[(r["folder"], r["task"])] += r["points"]
+    problems = []
+    for folder in sorted({f for f, _ in per_task}):
+        titles = task_titles(folder)
+        tasks = {t for f, t in per_task if f == folder}
+        for t in sorted(tasks | set(titles)):
+            want = titles.get(t, (None, None))[1]
+            got = per_task.get((folder, t), 0)
+            if want != got:
+                problems.append(f"labs/{folder}/README.md: Task {t} says {want} points, its tests carry {got}")
+    assert not problems, "\n".join(problems)
