@@ -1,0 +1,260 @@
+"""grader/grade-all: grade a whole class.
+
+usage: grader/grade-all [--out OUT] [--lab N] [--repeat N] DIR
+
+Every entry of DIR is one student's submission: a folder, a .tar.gz/.tgz/.tar
+or a .zip, named after the student.  A submission holds the lab folders
+(01-signal/, 02-sigaction/, ...) at its top, or inside one top-level folder,
+or inside labs/.
+
+Writes OUT/gradebook.csv (one row per student: total, each lab, status) and
+OUT/reports/STUDENT.txt and .json (default OUT: DIR.grades next to DIR).
+Results are written atomically as each student finishes; a second run skips
+students whose submission has not changed, so the batch can be interrupted
+and restarted.  A malformed submission (empty, wrong layout, unsafe archive)
+gets a row that says what is wrong and never stops the batch.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from .cli import GradeError, gradescope, run_grading, write_atomic
+
+ARCHIVES = (".tar.gz", ".tgz", ".tar", ".zip")
+LAB_DIR = re.compile(r"^\d\d-[a-z0-9-]+$")
+MAX_MEMBERS = 5000
+MAX_BYTES = 64 << 20
+STATUS_OK = "graded"
+
+
+class Malformed(Exception):
+    """The submission cannot be graded; the message says why, for the gradebook."""
+
+
+def student_name(entry: Path) -> str:
+    name = entry.name
+    for ext in ARCHIVES:
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def fingerprint(entry: Path) -> str:
+    """Changes when the submission changes (content of an archive; names, sizes and times in a folder)."""
+    h = hashlib.sha256()
+    if entry.is_file():
+        with open(entry, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    else:
+        for p in sorted(entry.rglob("*")):
+            st = os.lstat(p)
+            h.update(f"{p.relative_to(entry)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()
+
+
+def _check_member(name: str) -> None:
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise Malformed(f"unsafe archive: member {name!r} has an absolute path")
+    if ".." in Path(name).parts:
+        raise Malformed(f"unsafe archive: member {name!r} points outside the archive (..)")
+
+
+def extract(archive: Path, dest: Path) -> None:
+    """Unpack after checking every member: no absolute or .. paths, no links, no devices, bounded size."""
+    total = 0
+    if archive.name.endswith(".zip"):
+        try:
+            zf = zipfile.ZipFile(archive)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise Malformed(f"not a readable zip file ({e})")
+        with zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_MEMBERS:
+                raise Malformed(f"the archive has more than {MAX_MEMBERS} files")
+            for i in infos:
+                _check_member(i.filename)
+                mode = i.external_attr >> 16
+                if stat.S_ISLNK(mode):
+                    raise Malformed(f"unsafe archive: member {i.filename!r} is a symbolic link")
+                total += i.file_size
+                if total > MAX_BYTES:
+                    raise Malformed(f"the archive unpacks to more than {MAX_BYTES >> 20} MiB")
+            for i in infos:
+                target = dest / i.filename
+                if i.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(i) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+        return
+    try:
+        tf = tarfile.open(archive)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise Malformed(f"not a readable tar archive ({e})")
+    with tf:
+        try:
+            members = tf.getmembers()
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise Malformed(f"a damaged tar archive ({e})")
+        if len(members) > MAX_MEMBERS:
+            raise Malformed(f"the archive has more than {MAX_MEMBERS} files")
+        for m in members:
+            _check_member(m.name)
+            if m.issym() or m.islnk():
+                raise Malformed(f"unsafe archive: member {m.name!r} is a link (to {m.linkname!r})")
+            if not (m.isfile() or m.isdir()):
+                raise Malformed(f"unsafe archive: member {m.name!r} is not a file or folder")
+            total += m.size
+            if total > MAX_BYTES:
+                raise Malformed(f"the archive unpacks to more than {MAX_BYTES >> 20} MiB")
+        for m in members:
+            target = dest / m.name
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(m)
+            if src is None:
+                continue
+            with src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def find_labs_root(top: Path) -> Path:
+    """The folder that holds the lab folders: top itself, top/labs, or its single top-level folder."""
+    seen: list[Path] = []
+    cands = [top, top / "labs"]
+    subdirs = [d for d in top.iterdir() if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")] \
+        if top.is_dir() else []
+    if len(subdirs) == 1:
+        cands += [subdirs[0], subdirs[0] / "labs"]
+    for c in cands:
+        if c.is_dir() and not c.is_symlink():
+            seen.append(c)
+            if any(LAB_DIR.match(d.name) for d in c.iterdir() if d.is_dir()):
+                return c
+    if top.is_dir() and not any(top.rglob("*")):
+        raise Malformed("empty submission")
+    raise Malformed("wrong layout: no lab folder (such as 01-signal/) at the top, in labs/ or in one top-level folder")
+
+
+def grade_one(entry: Path, lab: int | None, repeat: int) -> dict:
+    """Grade one submission; never raises for a bad submission."""
+    rec: dict = {"student": student_name(entry), "source": entry.name, "fingerprint": fingerprint(entry)}
+    work = Path(tempfile.mkdtemp(prefix="grade-all-"))
+    try:
+        if entry.is_file():
+            if not entry.name.endswith(ARCHIVES):
+                raise Malformed("not a folder, .tar.gz, .tgz, .tar or .zip")
+            extract(entry, work / "x")
+            top = work / "x"
+            top.mkdir(exist_ok=True)
+        elif entry.is_dir():
+            top = entry
+        else:
+            raise Malformed("not a folder or an archive")
+        root = find_labs_root(top)
+        s = run_grading(root, lab=lab, repeat=repeat)
+        labs: dict[str, list[int]] = {}
+        for r in s.results:
+            got, tot = labs.setdefault(str(r["lab"]), [0, 0])
+            labs[str(r["lab"])] = [got + (r["points"] if r["outcome"] == "passed" else 0), tot + r["points"]]
+        rec.update(status=STATUS_OK, score=s.score, max_score=s.max_score, labs=labs, report=s.text,
+                   warnings=s.warnings, gradescope=gradescope(s))
+    except Malformed as e:
+        rec.update(status=f"malformed: {e}", score=0, max_score=0, labs={}, report=f"Not graded: {e}")
+    except GradeError as e:
+        rec.update(status=f"error: {e}".splitlines()[0], score=0, max_score=0, labs={}, report=str(e))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rec
+
+
+def safe_name(student: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", student) or "_"
+
+
+def write_gradebook(out: Path, records: list[dict]) -> None:
+    labs = sorted({lab for r in records for lab in r.get("labs", {})}, key=int)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["student", "score", "max_score", *[f"lab{n}" for n in labs], "status", "source"])
+    for r in sorted(records, key=lambda r: r["student"]):
+        per = [f"{r['labs'][n][0]}/{r['labs'][n][1]}" if n in r.get("labs", {}) else "" for n in labs]
+        w.writerow([r["student"], r["score"], r["max_score"], *per, r["status"], r["source"]])
+    write_atomic(out / "gradebook.csv", buf.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="grader/grade-all", description="Grade every submission in a folder.")
+    ap.add_argument("dir", help="a folder with one entry (folder or archive) per student")
+    ap.add_argument("--out", help="where gradebook.csv and reports/ go (default: DIR.grades)")
+    ap.add_argument("--lab", type=int, help="grade only lab N")
+    ap.add_argument("--repeat", type=int, default=1)
+    a = ap.parse_args(argv)
+    src = Path(a.dir).resolve()
+    if not src.is_dir():
+        print(f"grade-all: {src} is not a folder", file=sys.stderr)
+        return 2
+    out = Path(a.out).resolve() if a.out else src.with_name(src.name + ".grades")
+    reports = out / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    entries = sorted(p for p in src.iterdir() if not p.name.startswith("."))
+    records: dict[str, dict] = {}
+    todo: list[Path] = []
+    for e in entries:
+        saved = reports / f"{safe_name(student_name(e))}.json"
+        try:
+            old = json.loads(saved.read_text())
+            if old.get("fingerprint") == fingerprint(e) and old.get("lab") == a.lab:
+                records[old["student"]] = old
+                continue
+        except (OSError, ValueError):
+            pass
+        todo.append(e)
+    print(f"grade-all: {len(entries)} submissions in {src}; {len(records)} already graded, {len(todo)} to grade; "
+          f"results in {out}", flush=True)
+    write_gradebook(out, list(records.values()))
+    t0 = time.monotonic()
+    try:
+        for i, e in enumerate(todo, 1):
+            start = time.monotonic()
+            print(f"[{i}/{len(todo)}] {student_name(e)} ... ", end="", flush=True)
+            rec = grade_one(e, a.lab, a.repeat)
+            rec["lab"] = a.lab
+            name = safe_name(rec["student"])
+            write_atomic(reports / f"{name}.txt", rec["report"] + "\n")
+            write_atomic(reports / f"{name}.json", json.dumps(rec, indent=1))
+            records[rec["student"]] = rec
+            write_gradebook(out, list(records.values()))
+            verdict = f"{rec['score']}/{rec['max_score']}" if rec["status"] == STATUS_OK else rec["status"]
+            print(f"{verdict} ({time.monotonic() - start:.1f} s)", flush=True)
+    except KeyboardInterrupt:
+        print("\ngrade-all: interrupted; finished results are kept, run again to continue", file=sys.stderr)
+        return 130
+    n = len(todo)
+    if n:
+        rate = n / max(time.monotonic() - t0, 1e-9) * 60
+        print(f"grade-all: graded {n} submissions in {time.monotonic() - t0:.1f} s ({rate:.1f} per minute)")
+    print(f"grade-all: gradebook: {out / 'gradebook.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

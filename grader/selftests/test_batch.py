@@ -1,0 +1,161 @@
+"""grader/grade-all on a class of mixed good, bad and malformed submissions."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from gradelib.cli import REPO
+
+GRADE_ALL = REPO / "grader" / "grade-all"
+LAB = "1"  # one host lab keeps the batch quick; the pipeline is the same for every lab
+
+
+def _tar(src: Path, dest: Path, arcname: str) -> None:
+    with tarfile.open(dest, "w:gz") as tf:
+        tf.add(src, arcname=arcname)
+
+
+def _zip(src: Path, dest: Path) -> None:
+    with zipfile.ZipFile(dest, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            zf.write(p, p.relative_to(src.parent))
+
+
+@pytest.fixture(scope="module")
+def klass(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("class") / "submissions"
+    d.mkdir()
+    lab = "01-signal"
+    shutil.copytree(REPO / "solutions" / lab, d / "alice" / lab)                  # good, a folder
+    _tar(REPO / "solutions" / lab, d / "bob.tar.gz", f"bob-work/{lab}")            # good, one top folder in a tarball
+    _zip(REPO / "solutions" / lab, d / "carol.zip")                                # good, a zip
+    shutil.copytree(REPO / "labs" / lab, d / "dave" / "labs" / lab)                # the untouched starter, in labs/
+    (d / "erin").mkdir()                                                           # empty
+    (d / "frank").mkdir()
+    (d / "frank" / "notes.txt").write_text("I did not do the labs\n")              # wrong layout
+    with tarfile.open(d / "mallory.tar.gz", "w:gz") as tf:                         # ../ path
+        data = b"pwned\n"
+        ti = tarfile.TarInfo("../escaped.txt")
+        ti.size = len(data)
+        tf.addfile(ti, io.BytesIO(data))
+    with tarfile.open(d / "oscar.tar.gz", "w:gz") as tf:                           # absolute path
+        ti = tarfile.TarInfo("/tmp/absolute-escape.txt")
+        ti.size = 1
+        tf.addfile(ti, io.BytesIO(b"x"))
+    with tarfile.open(d / "trudy.tar.gz", "w:gz") as tf:                           # link to outside
+        ti = tarfile.TarInfo(f"{lab}/shutdown.c")
+        ti.type = tarfile.SYMTYPE
+        ti.linkname = "/etc/shadow"
+        tf.addfile(ti)
+    (d / "victor.zip").write_bytes(b"this is not a zip file")                      # damaged archive
+    peggy = d / "peggy" / lab                                                      # link inside a folder
+    shutil.copytree(REPO / "labs" / lab, peggy)
+    for c in peggy.glob("*.c"):
+        c.unlink()
+        c.symlink_to("/etc/passwd")
+    return d
+
+
+def _run(d: Path, out: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(GRADE_ALL), "--lab", LAB, "--out", str(out), str(d)], capture_output=True,
+                          text=True, **kw)
+
+
+def _book(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "gradebook.csv") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def graded(klass: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("out")
+    res = _run(klass, out)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return out, res
+
+
+def test_every_submission_gets_a_row(klass: Path, graded) -> None:
+    out, _ = graded
+    book = _book(out)
+    assert sorted(book) == sorted(p.name.split(".")[0] for p in klass.iterdir())
+
+
+def test_good_submissions_in_every_form_get_full_marks(graded) -> None:
+    book = _book(graded[0])
+    for s in ("alice", "bob", "carol"):
+        assert book[s]["status"] == "graded", book[s]
+        assert int(book[s]["score"]) == int(book[s]["max_score"]) > 0, book[s]
+
+
+def test_the_starter_scores_zero(graded) -> None:
+    row = _book(graded[0])["dave"]
+    assert row["status"] == "graded" and row["score"] == "0" and int(row["max_score"]) > 0, row
+
+
+@pytest.mark.parametrize("student, words", [
+    ("erin", "empty submission"),
+    ("frank", "wrong layout"),
+    ("mallory", "outside the archive"),
+    ("oscar", "absolute path"),
+    ("trudy", "is a link"),
+    ("victor", "not a readable zip"),
+])
+def test_malformed_submissions_say_what_is_wrong(graded, student: str, words: str) -> None:
+    row = _book(graded[0])[student]
+    assert row["status"].startswith("malformed") and words in row["status"], row
+
+
+def test_a_link_out_of_a_folder_submission_is_not_followed(graded) -> None:
+    out = graded[0]
+    row = _book(out)["peggy"]
+    assert row["status"] == "graded" and row["score"] == "0", row
+    assert "link to outside" in (out / "reports" / "peggy.txt").read_text()
+
+
+def test_nothing_escapes_from_archives(klass: Path, graded) -> None:
+    assert not (klass.parent / "escaped.txt").exists()
+    assert not Path("/tmp/absolute-escape.txt").exists()
+
+
+def test_reports_exist_for_each_student(graded) -> None:
+    out = graded[0]
+    for s in ("alice", "dave", "erin"):
+        assert (out / "reports" / f"{s}.txt").read_text().strip()
+        assert (out / "reports" / f"{s}.json").is_file()
+
+
+def test_a_second_run_skips_finished_work(klass: Path, graded) -> None:
+    out, _ = graded
+    res = _run(klass, out)
+    assert res.returncode == 0
+    assert "0 to grade" in res.stdout, res.stdout
+
+
+def test_an_interrupted_batch_resumes_where_it_stopped(klass: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen([str(GRADE_ALL), "--lab", LAB, "--out", str(out), str(klass)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((out / "reports").glob("*.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    text = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, text
+    done_before = len(list((out / "reports").glob("*.json")))
+    assert 1 <= done_before < len(list(klass.iterdir()))
+    _book(out)  # the gradebook is readable after an interruption
+    res = _run(klass, out)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"{done_before} already graded" in res.stdout, res.stdout
+    assert len(_book(out)) == len(list(klass.iterdir()))
