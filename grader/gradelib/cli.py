@@ -115,7 +115,7 @@ def python_with_pytest() -> str:
 
 
 def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit: Path | None = None,
-                progress=None, timeout: float | None = None) -> Summary:
+                progress=None, timeout: float | None = None, time_scale: float = 1.0) -> Summary:
     """Grade `submission` and return the results; `progress(line)` is called per finished test."""
     if not submission.is_dir():
         raise GradeError(f"{submission} is not a folder")
@@ -135,8 +135,9 @@ def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit
         if junit is not None:
             cmd += ["--junitxml", str(junit)]
         log = open(work / "pytest.log", "w+")
+        env = dict(os.environ, GRADER_TIME_SCALE=str(time_scale))
         proc = subprocess.Popen(cmd, cwd=GRADER, stdout=log, stderr=subprocess.STDOUT, pass_fds=[w],
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         os.close(w)
 
         def pump() -> None:
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the Gradescope results.json here instead")
     ap.add_argument("--junit", help="write JUnit XML here instead")
     ap.add_argument("--quiet", action="store_true", help="no per-test progress")
+    ap.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     sub = Path(a.path).resolve()
     out = Path(a.out)
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {mark} lab {lab} task {task:>2}  {pts:>6}  {name}", flush=True)
 
     try:
-        s = run_grading(sub, a.lab, a.repeat, junit.resolve(), progress)
+        s = run_grading(sub, a.lab, a.repeat, junit.resolve(), progress, time_scale=a.time_scale)
     except GradeError as e:
         print(f"grade: {e}", file=sys.stderr)
         return 2

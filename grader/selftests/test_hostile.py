@@ -1,0 +1,116 @@
+"""The hostile corpus: submissions that hang, crash, fork-bomb, flood, write or
+delete outside their folder, block in a handler, ignore SIGTERM, leave a daemon
+behind or eat memory.  Each must cost its points with a message that says what
+happened; the grader must finish; nothing outside the scratch folder changes;
+no process survives.
+
+Host cases: grader/hostile/host/NAME.c replaces every program of a copy of the
+lab's starter (so the corpus does not depend on program names).  Prepared
+cases: grader/hostile/NAME/ is a submission with EXPECT.json beside its labs:
+{"lab": N, "score": S, "report_contains": ["..."]}.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gradelib.cli import REPO, run_grading
+
+HOSTILE = REPO / "grader" / "hostile"
+HOST_LAB = "01-signal"
+SCALE = 0.1  # every wait in a hostile run is expected to expire: don't wait 10 s for each
+
+# case -> a pattern the report must contain (how the run ended, in the student's words)
+HOST_CASES = {
+    "loop": r"did not finish within|more CPU time",
+    "forkbomb": r"did not finish within|more CPU time|exited with status|killed by",
+    "segfault": r"SIGSEGV|AddressSanitizer|runtime error",
+    "compile_error": r"does not compile",
+    "flood": r"printed more than",
+    "write_outside": r"exited with status 0|did not|Expected",
+    "delete_files": r"exited with status 0|did not|Expected",
+    "handler_blocks": r"did not finish within|nothing matched",
+    "ignores_term": r"did not finish within|nothing matched",
+    "escape": r"exited with status 0|Expected",
+    "memory_hog": r"exited with status|killed by|did not finish",
+}
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Path:
+    d = tmp_path / "sentinel"
+    d.mkdir()
+    (d / "precious.txt").write_text("keep me\n")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(d, 0o777)  # even a world-writable folder outside scratch stays untouched
+    return d
+
+
+def _snapshot(paths: list[Path]) -> dict[str, tuple[int, int]]:
+    snap = {}
+    for top in paths:
+        if not top.exists():
+            continue
+        for p in [top, *top.rglob("*")] if top.is_dir() else [top]:
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            snap[str(p)] = (st.st_size, st.st_mtime_ns)
+    return snap
+
+
+def _tmp_listing() -> set[str]:
+    return {p.name for p in Path("/tmp").iterdir() if "hostile" in p.name}
+
+
+def _leftovers() -> list[str]:
+    res = subprocess.run(["pgrep", "-a", "hostile-escape"], capture_output=True, text=True)
+    return res.stdout.splitlines()
+
+
+def _host_submission(case: str, dest: Path, sentinel: Path) -> Path:
+    sub = dest / "submission"
+    shutil.copytree(REPO / "labs" / HOST_LAB, sub / HOST_LAB)
+    source = (HOSTILE / "host" / f"{case}.c").read_text().replace("@SENTINEL@", str(sentinel))
+    cs = list((sub / HOST_LAB).glob("*.c"))
+    assert cs, f"labs/{HOST_LAB} has no C sources"
+    for c in cs:
+        c.write_text(source)
+    return sub
+
+
+@pytest.mark.parametrize("case", sorted(HOST_CASES))
+def test_host_hostile_submission(case: str, tmp_path: Path, sentinel: Path) -> None:
+    sub = _host_submission(case, tmp_path, sentinel)
+    watched = [sentinel, REPO / "labs", REPO / "solutions", REPO / "grader" / "tests", Path("/root")]
+    before, tmp_before = _snapshot(watched), _tmp_listing()
+    s = run_grading(sub, lab=int(HOST_LAB[:2]), timeout=900, time_scale=SCALE)
+    assert s.score == 0, f"{case}: a hostile submission scored {s.score}/{s.max_score}"
+    report = "\n".join(r["message"] for r in s.results)
+    assert re.search(HOST_CASES[case], report), f"{case}: the report does not say what happened:\n{report[:3000]}"
+    assert _snapshot(watched) == before, f"{case}: files outside the scratch folder changed"
+    assert (sentinel / "precious.txt").read_text() == "keep me\n"
+    assert not (sentinel / "hostile-was-here").exists()
+    assert _tmp_listing() <= tmp_before, f"{case}: it wrote into the host's /tmp"
+    assert not _leftovers(), f"{case}: processes survived grading: {_leftovers()}"
+
+
+def _prepared_cases() -> list[str]:
+    return sorted(p.name for p in HOSTILE.iterdir() if (p / "EXPECT.json").is_file()) if HOSTILE.is_dir() else []
+
+
+@pytest.mark.parametrize("case", _prepared_cases())
+def test_prepared_hostile_submission(case: str) -> None:
+    expect = json.loads((HOSTILE / case / "EXPECT.json").read_text())
+    s = run_grading(HOSTILE / case, lab=expect["lab"], timeout=900)
+    report = s.text + "\n" + "\n".join(r["message"] for r in s.results)
+    assert s.score == expect["score"], f"{case}: scored {s.score}/{s.max_score}, expected {expect['score']}:\n{report}"
+    for words in expect.get("report_contains", []):
+        assert words in report, f"{case}: the report should mention {words!r}:\n{report[:3000]}"
