@@ -4,6 +4,7 @@
 #   make grade LAB=2            grade one lab
 #   make grade SUBMISSION=DIR   grade another folder (for example solutions)
 #   make vm                     a shell in the lab VM (Debian's kernel in QEMU)
+#   make vm LAB=3               ... with lab 3's module and programs in /lab
 #   make test                   the project's own tests (for maintainers and CI)
 #   make bench                  boot, command and grading times
 #   make starter                regenerate labs/ starter code from solutions/
@@ -23,7 +24,7 @@ REPEAT ?= 1
 all: help
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh
@@ -47,7 +48,7 @@ starter-check:
 	@$(PY) tools/mkstarter.py --check
 
 vm: fetch
-	@$(PY) vm/shell.py
+	@$(PY) vm/shell.py $(if $(LAB),--lab $(LAB)) $(if $(filter-out labs,$(SUBMISSION)),--submission $(SUBMISSION))
 
 bench: fetch
 	@$(PY) vm/bench.py

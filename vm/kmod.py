@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Build a kernel module against the VM kernel's cached headers.
+
+    from vm.kmod import build_module
+    b = build_module(Path("labs/03-fasync-button"), Path("/tmp/out"), w1=True)
+    if not b.ok:
+        print(b.summary())          # the compiler's first errors
+    b.kos                           # {"button_driver": Path(".../button_driver.ko")}
+    b.warnings                      # compiler warnings (W=1 adds the kernel's extra ones)
+
+The sources (*.c, *.h, Kbuild) are copied into `out` and built there, because
+kbuild builds external modules in place; the source folder is never written.
+The folder needs a Kbuild file (obj-m += name.o). Also a command line tool:
+
+    vm/kmod.py SRC_DIR OUT_DIR [--w1]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if not __package__:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from vm import fetch  # noqa: E402
+
+SOURCES = ("*.c", "*.h", "Kbuild")
+WARNING = re.compile(r"^(\S+:\d+:\d+: warning: .*)$", re.M)
+ERROR = re.compile(r"^(\S+:\d+:\d+: (?:fatal )?error: .*)$", re.M)
+MODPOST = re.compile(r"^(?:WARNING|ERROR): modpost: .*$", re.M)
+
+
+class KmodError(Exception):
+    """The build could not even start (no headers, no make): a one-line message."""
+
+
+@dataclass
+class ModuleBuild:
+    ok: bool
+    log: str
+    kos: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    timed_out: bool = False
+
+    def summary(self, lines: int = 12) -> str:
+        """What a student needs to see: the first errors (or the log's tail)."""
+        if self.timed_out:
+            return "the module build did not finish within its time limit"
+        picked = self.errors or MODPOST.findall(self.log) or self.log.strip().splitlines()[-lines:]
+        return "\n".join(picked[:lines])
+
+
+def kdir() -> Path:
+    version = fetch.recorded_version()
+    if version is None or not fetch.is_complete(fetch.CACHE / version):
+        raise KmodError("the VM kernel headers are not fetched: run `python3 vm/fetch.py` (or `make fetch`)")
+    return fetch.CACHE / version / "kdir"
+
+
+def build_module(src: Path, out: Path, *, w1: bool = False, extra_cflags: str = "",
+                 timeout: float = 300.0, env: dict[str, str] | None = None) -> ModuleBuild:
+    """Copy src's module sources into out and run kbuild there."""
+    k = kdir()
+    if not (src / "Kbuild").is_file():
+        return ModuleBuild(False, f"{src}: no Kbuild file (it names the module: obj-m += name.o)",
+                           errors=[f"{src.name}/Kbuild is missing"])
+    out.mkdir(parents=True, exist_ok=True)
+    for pattern in SOURCES:
+        for f in src.glob(pattern):
+            if f.is_file() and not f.is_symlink():
+                shutil.copyfile(f, out / f.name)
+    cmd = ["make", "-s", "-C", str(k), f"M={out}", "modules"]
+    if w1:
+        cmd.append("W=1")
+    if extra_cflags:
+        cmd.append(f"EXTRA_CFLAGS={extra_cflags}")
+    run_env = dict(os.environ, **(env or {}))
+    run_env.pop("MAKEFLAGS", None)  # a parent make's -j or -s must not leak in
+    run_env.pop("MFLAGS", None)
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env,
+                             stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise KmodError("make not found: run `make deps`") from None
+    except subprocess.TimeoutExpired as e:
+        log = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return ModuleBuild(False, log, timed_out=True)
+    log = res.stdout + res.stderr
+    log = log.replace(str(out) + "/", "")
+    build = ModuleBuild(res.returncode == 0, log, warnings=WARNING.findall(log), errors=ERROR.findall(log))
+    if build.ok:
+        build.kos = {p.stem: p for p in sorted(out.glob("*.ko"))}
+        if not build.kos:
+            build.ok = False
+            build.errors = ["kbuild made no .ko file: does Kbuild say obj-m += name.o?"]
+    return build
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Build a module against the VM kernel's headers.")
+    ap.add_argument("src", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--w1", action="store_true", help="with the kernel's extra warnings (W=1)")
+    args = ap.parse_args()
+    try:
+        b = build_module(args.src.resolve(), args.out.resolve(), w1=args.w1)
+    except KmodError as e:
+        print(f"kmod: {e}", file=sys.stderr)
+        return 1
+    if not b.ok:
+        print(f"kmod: the module does not build:\n{b.summary()}", file=sys.stderr)
+        return 1
+    for w in b.warnings:
+        print(w)
+    for name, path in b.kos.items():
+        print(f"kmod: built {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
