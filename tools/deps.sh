@@ -10,7 +10,8 @@
 # Usage: tools/deps.sh [--check]      (--check: report, install nothing)
 set -eu
 
-PACKAGES="gcc make libc6-dev qemu-system-x86 python3 python3-pytest cpio bubblewrap util-linux"
+# libelf1: the kbuild objtool binary links it; procps: pgrep in the tests.
+PACKAGES="gcc make libc6-dev libelf1 qemu-system-x86 python3 python3-pytest cpio bubblewrap util-linux procps"
 
 missing=""
 for p in $PACKAGES; do
