@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Print the grader's figures: the wall time of `make grade` on the reference
+solutions (per lab and in all), and the batch rate of grader/grade-all on a
+class of copies of the solutions.
+
+Usage: grader/bench.py [--runs N] [--class-size N] [--lab N]     (make bench)
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GRADER = Path(__file__).resolve().parent
+REPO = GRADER.parent
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    t = time.monotonic()
+    res = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - t, res.returncode
+
+
+def labs() -> list[int]:
+    found = []
+    for d in sorted((REPO / "solutions").glob("[0-9][0-9]-*")):
+        if list((GRADER / "tests").glob(f"test_lab{d.name[:2]}_*.py")):
+            found.append(int(d.name[:2]))
+    return found
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Grading wall time and batch rate.")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--class-size", type=int, default=6)
+    ap.add_argument("--lab", type=int, help="only this lab")
+    args = ap.parse_args()
+    grade = str(GRADER / "grade")
+    numbers = [args.lab] if args.lab else labs()
+    if not numbers:
+        print("bench: no labs with tests yet", file=sys.stderr)
+        return 1
+    print(f"Grader figures (median of {args.runs} runs, `grader/grade solutions`)")
+    for n in numbers:
+        times = []
+        for _ in range(args.runs):
+            t, rc = timed([grade, "--quiet", "--lab", str(n), str(REPO / "solutions"), "--out",
+                           tempfile.mkdtemp(prefix="bench-out-")])
+            if rc != 0:
+                print(f"bench: grading lab {n} of the solutions did not give full marks (status {rc})",
+                      file=sys.stderr)
+                return 1
+            times.append(t)
+        print(f"  lab {n}                  {statistics.median(times):7.1f} s")
+    if not args.lab:
+        times = [timed([grade, "--quiet", str(REPO / "solutions"), "--out", tempfile.mkdtemp(prefix="bench-out-")])[0]
+                 for _ in range(args.runs)]
+        print(f"  all labs (make grade)  {statistics.median(times):7.1f} s")
+
+    with tempfile.TemporaryDirectory(prefix="bench-class-") as tmp:
+        klass = Path(tmp) / "submissions"
+        klass.mkdir()
+        for i in range(args.class_size):
+            dest = klass / f"student{i:02d}"
+            dest.mkdir()
+            for n in numbers:
+                src = next((REPO / "solutions").glob(f"{n:02d}-*"))
+                shutil.copytree(src, dest / src.name)
+        cmd = [str(GRADER / "grade-all"), str(klass), "--out", str(Path(tmp) / "grades")]
+        if args.lab:
+            cmd += ["--lab", str(args.lab)]
+        t, rc = timed(cmd)
+        if rc not in (0, 1):
+            print(f"bench: grade-all failed (status {rc})", file=sys.stderr)
+            return 1
+    print(f"  batch (grade-all, {args.class_size} submissions): {t:.1f} s, "
+          f"{args.class_size / t * 60:.1f} submissions per minute")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
