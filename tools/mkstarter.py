@@ -54,13 +54,19 @@ def starter_text(path: Path, text: str) -> str:
     todo, end, keep = marks
     out: list[str] = []
     inside_since: int | None = None
+    in_comment = False  # the TODO's C comment goes on over several lines
     for no, line in enumerate(text.splitlines(keepends=True), 1):
+        if in_comment:
+            out.append(line)
+            in_comment = "*/" not in line
+            continue
         if inside_since is None:
             if end.match(line):
                 raise MarkerError(f"{path}:{no}: END TODO without a TODO")
             out.append(line)
             if todo.match(line):
                 inside_since = no
+                in_comment = marks is C_MARK and "*/" not in line
             continue
         if todo.match(line):
             raise MarkerError(f"{path}:{no}: TODO inside the TODO of line {inside_since}")
@@ -81,7 +87,7 @@ def expected_files() -> dict[Path, str]:
     for lab in sorted(p for p in SOLUTIONS.iterdir() if p.is_dir()):
         for src in sorted(p for p in lab.rglob("*") if p.is_file()):
             rel = src.relative_to(SOLUTIONS)
-            if rel.name in HAND_WRITTEN or "__pycache__" in rel.parts:
+            if rel.name in HAND_WRITTEN or _ignored(src):
                 continue
             files[LABS / rel] = starter_text(src, src.read_text())
     for src in sorted(p for p in SOLUTIONS.iterdir() if p.is_file() and p.name not in HAND_WRITTEN):
@@ -102,10 +108,15 @@ def stale_files(expected: dict[Path, str]) -> list[Path]:
     return stale
 
 
+BUILD_NAMES = {"Module.symvers", "modules.order"}
+
+
 def _ignored(p: Path) -> bool:
-    # build products a student's `make` leaves behind are not drift
-    return p.suffix in (".o", ".ko", ".so") or "__pycache__" in p.parts or p.name.startswith(".") or \
-        (p.is_file() and p.stat().st_mode & 0o111 and p.suffix == "")
+    """Build products a `make` leaves behind: neither sources nor drift."""
+    return (p.suffix in (".o", ".ko", ".so", ".mod", ".cmd") or p.name.endswith(".mod.c")
+            or p.name in BUILD_NAMES or "__pycache__" in p.parts or "build" in p.parts
+            or p.name.startswith(".")
+            or (p.is_file() and bool(p.stat().st_mode & 0o111) and p.suffix == ""))
 
 
 def main() -> int:
