@@ -21,6 +21,7 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from .lab import LabBuild, LabSpec, set_library_dir
+from .vmlab import vm, vm_lab  # noqa: F401  (fixtures of the labs graded in the VM)
 
 
 class TestTimeout(Exception):
@@ -142,7 +143,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return None
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     for i in range(n):
-        reports = runtestprotocol(item, nextitem=nextitem if i == n - 1 else item, log=False)
+        # Between runs, tear down the test's own fixtures but keep its module's
+        # (nextitem=item would keep the item set up, and the next run would get
+        # no fixture values at all; the parent keeps a module-scoped VM booted).
+        reports = runtestprotocol(item, nextitem=nextitem if i == n - 1 else item.parent, log=False)
         if any(r.failed for r in reports):
             for r in reports:
                 if r.failed and i > 0:
