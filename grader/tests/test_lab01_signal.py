@@ -1,0 +1,281 @@
+"""Lab 1: signal(): handlers, the volatile sig_atomic_t flag, async-signal
+safety, SIG_IGN/SIG_DFL across fork and exec, the one-shot trap of signal()
+under -std=c11, and a first look at signal loss.
+
+Every test synchronises with the program through its output ("ready ...")
+and its stdin; signals are sent only when the program has said it is ready
+for them, and counted only after it has been told to look.
+"""
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+
+from gradelib import LabSpec, Program, graded, prereq
+
+LAB = LabSpec(
+    number=1,
+    folder="01-signal",
+    programs={
+        "worker": Program(["worker.c"]),
+        "reaper": Program(["reaper.c"]),
+        "inherit": Program(["inherit.c"]),
+        "oneshot": Program(["oneshot.c"], std="c11"),
+        "burst": Program(["burst.c"]),
+    },
+)
+
+READY = r"ready \(pid \d+\)"
+UNSAFE = ("The async-signal-safety checker saw your handler call functions that are not async-signal-safe. "
+          "A handler may interrupt main in the middle of printf() or malloc() and deadlock or corrupt their "
+          "state: in the handler only set a volatile sig_atomic_t flag or use write(2) "
+          "(list in signal-safety(7)); print from main.")
+
+
+@prereq
+def test_every_program_builds(lab) -> None:
+    lab.build_all()
+
+
+# --- Task 1: a clean shutdown on SIGINT and SIGTERM ---------------------------------------
+
+def _stop_worker(lab, sig: int):
+    p = lab.spawn("worker")
+    p.expect(r"worker: ready \(pid \d+\)")
+    p.kill(sig)
+    out = p.wait(timeout=10)
+    name = signal.Signals(sig).name
+    out.expect_exit(0, f"After {name} the worker must leave its loop, print its summary from main and exit "
+                       f"with status 0: install a handler for {name} with signal() that sets the "
+                       f"volatile sig_atomic_t flag, and test the flag in the loop.")
+    m = re.search(r"summary: (\d+) items done, checksum (\d+), stopped by (\w+)", out.stdout)
+    assert m, out.explain(f"Expected the line `summary: K items done, checksum S, stopped by {name}` "
+                          f"after {name}: the loop must end because of the flag, not because all items are done.")
+    return out, int(m.group(1)), int(m.group(2)), m.group(3)
+
+
+@graded(task=1, points=7)
+def test_sigint_stops_the_worker_with_a_summary_and_exit_0(lab) -> None:
+    out, done, checksum, by = _stop_worker(lab, signal.SIGINT)
+    assert by == "SIGINT", out.explain(f"The summary says `stopped by {by}`, but the worker got SIGINT: store the "
+                                       f"number of the signal (the handler's argument) in the flag.")
+    assert checksum == done * (done + 1) // 2, out.explain(
+        f"The checksum {checksum} does not match {done} finished items: an item was cut short. Test the flag "
+        f"between items only, and do no work in the handler.")
+
+
+@graded(task=1, points=7)
+def test_sigterm_stops_the_worker_with_a_summary_and_exit_0(lab) -> None:
+    out, done, checksum, by = _stop_worker(lab, signal.SIGTERM)
+    assert by == "SIGTERM", out.explain(f"The summary says `stopped by {by}`, but the worker got SIGTERM: store "
+                                        f"the number of the signal (the handler's argument) in the flag.")
+    assert checksum == done * (done + 1) // 2, out.explain(
+        f"The checksum {checksum} does not match {done} finished items: an item was cut short.")
+
+
+@graded(task=1, points=6)
+def test_the_shutdown_handler_calls_only_async_signal_safe_functions(lab) -> None:
+    out, _, _, _ = _stop_worker(lab, signal.SIGINT)
+    out.expect_sigsafe(UNSAFE)
+    extra = [ln for ln in out.stdout.splitlines() if not re.match(r"worker: ready|summary: ", ln)]
+    assert not extra, out.explain("The worker printed more than the ready line and the summary: the handler "
+                                  "should only set the flag; main prints the summary once.")
+
+
+# --- Task 2: a SIGCHLD handler that is safe at any moment ---------------------------------
+
+def _reaper(lab, children: int):
+    out = lab.run("reaper", str(children), timeout=20)
+    out.expect_exit(0, "reaper should run to the end and exit with status 0.")
+    kids = [int(x) for x in re.findall(r"forked child (\d+)", out.stdout)]
+    reaped = {int(pid): int(st) for pid, st in re.findall(r"reaped child (\d+) \(exit status (\d+)\)", out.stdout)}
+    m = re.search(r"children reaped by the handler: (\d+) of (\d+)", out.stdout)
+    assert len(kids) == children and m, out.explain("reaper's output is not what the program prints: keep the "
+                                                    "printf lines of main as they are.")
+    return out, kids, reaped, int(m.group(1))
+
+
+@graded(task=2, points=7)
+def test_the_sigchld_handler_reaps_the_child_and_reports_it(lab) -> None:
+    out, kids, reaped, count = _reaper(lab, 1)
+    assert count == 1 and kids[0] in reaped, out.explain(
+        "When SIGCHLD was unblocked the handler should have reaped the child with waitpid(-1, &status, WNOHANG), "
+        "added 1 to `reaped` and written `reaped child PID (exit status S)` with write(2). Install the handler "
+        "with signal(SIGCHLD, on_chld).")
+    assert reaped[kids[0]] == 10, out.explain(
+        f"The child exited with status 10, the handler reported {reaped[kids[0]]}: use WEXITSTATUS(status).")
+
+
+@graded(task=2, points=6)
+def test_one_sigchld_reaps_every_finished_child(lab) -> None:
+    out, kids, reaped, count = _reaper(lab, 3)
+    assert count == 3 and sorted(reaped) == sorted(kids), out.explain(
+        f"Three children ended while SIGCHLD was blocked: they leave ONE pending SIGCHLD (standard signals do not "
+        f"queue), so the handler ran once and reaped {count}. Call waitpid(-1, &status, WNOHANG) in a loop until "
+        f"it returns 0 or -1.")
+
+
+@graded(task=2, points=6)
+def test_the_sigchld_handler_preserves_errno(lab) -> None:
+    out, kids, reaped, count = _reaper(lab, 1)
+    assert count >= 1, out.explain("The handler did not reap the child, so this test cannot check errno yet: "
+                                   "do the first part of the task first.")
+    m = re.search(r"errno after the handler: (\S+) \((.*)\)", out.stdout)
+    assert m and m.group(2) == "preserved", out.explain(
+        f"main had errno == EBADF when the handler interrupted it, and found "
+        f"{m.group(1) if m else 'something else'} afterwards: the handler's last waitpid() failed with ECHILD. "
+        f"Save errno at the start of the handler and restore it before returning.")
+
+
+@graded(task=2, points=6)
+def test_the_sigchld_handler_calls_only_async_signal_safe_functions(lab) -> None:
+    out, kids, reaped, count = _reaper(lab, 2)
+    assert count >= 1, out.explain("The handler did not run or did not reap: install it and write its body first.")
+    out.expect_sigsafe(UNSAFE)
+
+
+# --- Task 3: SIG_IGN, SIG_DFL, and what a child inherits -----------------------------------
+
+def _inherit(lab):
+    p = lab.spawn("inherit")
+    p.expect(READY)
+    return p
+
+
+def _dispositions(text: str, who: str) -> tuple[str, str] | None:
+    m = re.search(rf"^{re.escape(who)}: SIGUSR1=(\w+) SIGUSR2=(\w+)$", text, re.M)
+    return (m.group(1), m.group(2)) if m else None
+
+
+@graded(task=3, points=5)
+def test_sig_ign_makes_sigusr1_harmless_and_the_handler_catches_sigusr2(lab) -> None:
+    p = _inherit(lab)
+    p.kill(signal.SIGUSR1)
+    p.kill(signal.SIGUSR2)
+    p.send("go\n")
+    out = p.wait(timeout=10)
+    out.expect_exit(0, "inherit got SIGUSR1 and SIGUSR2 and should have survived both: SIGUSR1 is to be ignored "
+                       "(signal(SIGUSR1, SIG_IGN)), SIGUSR2 caught by on_usr2.")
+    assert re.search(r"SIGUSR2 caught 1 time\(s\)", out.stdout), out.explain(
+        "SIGUSR2 was sent once; the program should report `SIGUSR2 caught 1 time(s)`.")
+
+
+@graded(task=3, points=5)
+def test_a_forked_child_inherits_ignored_and_caught_signals(lab) -> None:
+    p = _inherit(lab)
+    text = p.output()
+    p.close_stdin()
+    out = p.wait()
+    assert _dispositions(text, "parent") == ("ignored", "caught"), out.explain(
+        "The parent should ignore SIGUSR1 and catch SIGUSR2 (line `parent: SIGUSR1=ignored SIGUSR2=caught`).")
+    assert _dispositions(text, "child after fork") == ("ignored", "caught"), out.explain(
+        "After fork() the child keeps every disposition of the parent.")
+
+
+@graded(task=3, points=5)
+def test_exec_keeps_sig_ign_and_resets_handlers_to_sig_dfl(lab) -> None:
+    p = _inherit(lab)
+    text = p.output()
+    p.close_stdin()
+    out = p.wait()
+    got = _dispositions(text, "child after exec")
+    assert got == ("ignored", "default"), out.explain(
+        f"After exec the child reported SIGUSR1={got[0] if got else '?'} SIGUSR2={got[1] if got else '?'}; expected "
+        f"SIGUSR1=ignored (SIG_IGN survives exec) and SIGUSR2=default (a handler cannot survive exec). Set up the "
+        f"parent's dispositions as the task says.")
+
+
+@graded(task=3, points=5)
+def test_a_child_restores_sig_dfl_before_exec(lab) -> None:
+    p = _inherit(lab)
+    text = p.output()
+    p.close_stdin()
+    out = p.wait()
+    assert _dispositions(text, "parent") == ("ignored", "caught"), out.explain(
+        "The parent does not ignore SIGUSR1 yet, so there is nothing to restore: do the parent's part first.")
+    got = _dispositions(text, "child after reset and exec")
+    assert got == ("default", "default"), out.explain(
+        "The second child should set SIGUSR1 back to SIG_DFL before exec, so the program it runs starts with "
+        "the default action (`child after reset and exec: SIGUSR1=default SIGUSR2=default`).")
+
+
+# --- Task 4: the one-shot trap of signal() under -std=c11 -----------------------------------
+
+TRAP = ("oneshot (built with -std=c11) must survive a second SIGUSR1. With -std=c11 glibc's signal() has System V "
+        "semantics: the disposition goes back to SIG_DFL when the signal is delivered, so the second SIGUSR1 kills "
+        "the program. Install the handler with sigaction(2) (sa_flags = SA_RESTART, no SA_RESETHAND).")
+
+
+def _oneshot(lab, signals: int):
+    p = lab.spawn("oneshot")
+    p.expect(READY)
+    for i in range(1, signals + 1):
+        p.kill(signal.SIGUSR1)
+        p.expect(rf"caught SIGUSR1 #{i}\b")
+    return p
+
+
+@graded(task=4, points=8)
+def test_the_handler_survives_a_second_sigusr1_under_std_c11(lab) -> None:
+    p = _oneshot(lab, 1)
+    p.kill(signal.SIGUSR1)
+    try:
+        p.expect(r"caught SIGUSR1 #2\b", timeout=10)
+    except pytest.fail.Exception as e:
+        pytest.fail(TRAP + "\n" + str(e), pytrace=False)
+    p.close_stdin()
+    out = p.wait()
+    out.expect_exit(0, TRAP)
+
+
+@graded(task=4, points=7)
+def test_three_sigusr1_are_caught_and_the_input_is_read_completely(lab) -> None:
+    p = _oneshot(lab, 1)
+    for i in (2, 3):
+        p.kill(signal.SIGUSR1)
+        try:
+            p.expect(rf"caught SIGUSR1 #{i}\b")
+        except pytest.fail.Exception as e:
+            pytest.fail(TRAP + "\n" + str(e), pytrace=False)
+    p.send("first\nsecond\n")
+    p.close_stdin()
+    out = p.wait()
+    out.expect_exit(0, "oneshot should catch every SIGUSR1, read its input to the end and exit 0.")
+    assert re.search(r"lines: 2, SIGUSR1 caught: 3", out.stdout), out.explain(
+        "Expected `lines: 2, SIGUSR1 caught: 3`: every SIGUSR1 is caught by the same handler, every line counted.")
+
+
+# --- Task 5: standard signals do not queue ---------------------------------------------------
+
+def _burst(lab, n: int):
+    p = lab.spawn("burst")
+    p.expect(READY)
+    for _ in range(n):
+        p.kill(signal.SIGUSR1)
+        p.kill(signal.SIGRTMIN)
+    p.send("go\n")
+    p.close_stdin()
+    out = p.wait()
+    out.expect_exit(0, f"burst got {n} SIGUSR1 and {n} SIGRTMIN while it blocked them; after unblocking it "
+                       f"should count them with its handlers and exit 0.")
+    return out
+
+
+@graded(task=5, points=12)
+def test_ten_sigusr1_sent_while_blocked_arrive_once(lab) -> None:
+    out = _burst(lab, 10)
+    m = re.search(r"SIGUSR1 delivered (\d+) time", out.stdout)
+    assert m and int(m.group(1)) == 1, out.explain(
+        "10 SIGUSR1 were sent while SIGUSR1 was blocked: the kernel keeps one pending bit per standard signal, so "
+        "the handler runs exactly once. Expected `SIGUSR1 delivered 1 time(s)`: does on_usr1 add 1 to usr1_count?")
+
+
+@graded(task=5, points=8)
+def test_ten_sigrtmin_sent_while_blocked_arrive_ten_times(lab) -> None:
+    out = _burst(lab, 10)
+    m = re.search(r"SIGRTMIN delivered (\d+) time", out.stdout)
+    assert m and int(m.group(1)) == 10, out.explain(
+        "10 SIGRTMIN were sent while blocked: realtime signals are queued, one entry each, so the handler runs 10 "
+        "times. Expected `SIGRTMIN delivered 10 time(s)`: does on_rtmin add 1 to rtmin_count?")

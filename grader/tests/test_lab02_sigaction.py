@@ -1,0 +1,293 @@
+"""Lab 2: sigaction(): sa_mask, SA_RESTART against EINTR, SA_SIGINFO and
+siginfo_t, sigprocmask() and sigpending(), and a race-free wait with
+sigsuspend().
+
+Deterministic throughout: signals are sent only after the program says it is
+ready (or is seen asleep in read()), and the lost wake-up of a naive
+flag-then-pause() wait is provoked on every run by the harness library
+grader/harness/raceinject.c, which sends the awaited signal exactly between
+the test of the flag and the wait.
+"""
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from gradelib import LabSpec, Program, graded, prereq
+from gradelib.lab import TIME_SCALE
+
+LAB = LabSpec(
+    number=2,
+    folder="02-sigaction",
+    programs={
+        "mask": Program(["mask.c"]),
+        "restart": Program(["restart.c"]),
+        "whosent": Program(["whosent.c"]),
+        "pending": Program(["pending.c"]),
+        "waiter": Program(["waiter.c"]),
+    },
+)
+
+READY = r"ready \(pid \d+\)"
+UNSAFE = ("The async-signal-safety checker saw a handler call functions that are not async-signal-safe "
+          "(signal-safety(7)): copy what you need into volatile sig_atomic_t variables and print from main.")
+
+
+def _blocked_in_read(p, timeout: float = 10.0) -> None:
+    """Wait until the program sleeps in read(2) on its stdin (seen in /proc), so that a
+    signal sent now interrupts that read.  Polls the kernel's view; no guessing."""
+    deadline = time.monotonic() + timeout * TIME_SCALE
+    proc = Path(f"/proc/{p.pid}")
+    while time.monotonic() < deadline:
+        try:
+            fields = (proc / "syscall").read_text().split()
+            if len(fields) > 1 and fields[0] == "0" and int(fields[1], 16) == 0:
+                return  # read(0, ...)
+        except (OSError, ValueError):
+            try:
+                stat = (proc / "stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[0] == "S":
+                    return
+            except (OSError, IndexError):
+                break
+        time.sleep(0.001)
+    out = p.wait(1.0)
+    pytest.fail(out.explain(f"`{p.what}` was never seen waiting in read() on its standard input."), pytrace=False)
+
+
+@prereq
+def test_every_program_builds(lab) -> None:
+    lab.build_all()
+
+
+# --- Task 1: sa_mask ------------------------------------------------------------------
+
+def _trace(lab, *args: str) -> tuple[list[str], object]:
+    p = lab.spawn("mask", *args)
+    p.expect(READY)
+    p.kill(signal.SIGUSR1)
+    p.send("report\n")
+    p.close_stdin()
+    out = p.wait()
+    out.expect_exit(0, f"`{' '.join(['mask', *args])}` got SIGUSR1 and should report its trace and exit 0: install "
+                       f"on_usr1 and on_usr2 with sigaction(2).")
+    m = re.search(r"^trace:(.*)$", out.stdout, re.M)
+    assert m, out.explain("Expected a line `trace: ...`.")
+    return m.group(1).split(), out
+
+
+@graded(task=1, points=8)
+def test_with_sa_mask_sigusr2_waits_until_the_sigusr1_handler_returns(lab) -> None:
+    trace, out = _trace(lab)
+    assert trace == ["usr1-begin", "usr1-end", "usr2"], out.explain(
+        f"Expected `trace: usr1-begin usr1-end usr2`: with SIGUSR2 in on_usr1's sa_mask, the SIGUSR2 raised inside "
+        f"on_usr1 stays pending until on_usr1 returns. Got: {' '.join(trace) or '(empty)'}.")
+    out.expect_sigsafe(UNSAFE)
+
+
+@graded(task=1, points=7)
+def test_with_an_empty_mask_sigusr2_interrupts_the_sigusr1_handler(lab) -> None:
+    trace, out = _trace(lab, "--empty-mask")
+    assert trace == ["usr1-begin", "usr2", "usr1-end"], out.explain(
+        f"Expected `trace: usr1-begin usr2 usr1-end`: with --empty-mask, on_usr1's sa_mask is empty, so SIGUSR2 "
+        f"is delivered inside on_usr1 as soon as it is raised. Got: {' '.join(trace) or '(empty)'}.")
+
+
+# --- Task 2: SA_RESTART and EINTR -----------------------------------------------------------
+
+def _interrupted_reads(lab, *args: str):
+    p = lab.spawn("restart", *args)
+    p.expect(READY)
+    p.send("alpha\n")
+    p.expect(r"read 6 bytes")
+    for i in range(2):
+        _blocked_in_read(p)
+        p.kill(signal.SIGUSR1)
+        p.expect(r"handled SIGUSR1")
+        if not args:
+            p.expect(r"read interrupted \(EINTR\), reading again")
+    _blocked_in_read(p)
+    p.send("beta\n")
+    p.expect(r"read 5 bytes")
+    p.close_stdin()
+    out = p.wait()
+    out.expect_exit(0, "After the signals the read loop must go on reading to end of file and exit 0: a read that "
+                       "fails with EINTR is not an error and not the end of the input; read again.")
+    m = re.search(r"bytes (\d+), lines (\d+), signals (\d+), interrupted reads (\d+)", out.stdout)
+    assert m, out.explain("Expected the final line `bytes B, lines L, signals S, interrupted reads E`.")
+    return out, tuple(int(x) for x in m.groups())
+
+
+@graded(task=2, points=10)
+def test_without_sa_restart_the_read_fails_with_eintr_and_the_loop_reads_again(lab) -> None:
+    out, (b, lines, sigs, intr) = _interrupted_reads(lab)
+    assert (b, lines, sigs) == (11, 2, 2), out.explain(
+        f"Expected `bytes 11, lines 2, signals 2`: all the input, and both signals counted.")
+    assert intr == 2, out.explain(
+        f"Two SIGUSR1 arrived while read() was blocked; without SA_RESTART each made read() fail with EINTR, so "
+        f"expected `interrupted reads 2`, got {intr}. Install the handler with sa_flags = 0 when --restart is "
+        f"not given, and count each EINTR.")
+    out.expect_sigsafe(UNSAFE)
+
+
+@graded(task=2, points=10)
+def test_with_sa_restart_the_kernel_restarts_the_read(lab) -> None:
+    out, (b, lines, sigs, intr) = _interrupted_reads(lab, "--restart")
+    assert (b, lines, sigs) == (11, 2, 2), out.explain(
+        f"Expected `bytes 11, lines 2, signals 2`: all the input, and both signals counted.")
+    assert intr == 0 and "EINTR" not in out.stdout, out.explain(
+        "With --restart the handler is installed with SA_RESTART: the kernel restarts the read after the handler "
+        "and the loop never sees EINTR. Expected `interrupted reads 0`.")
+
+
+# --- Task 3: SA_SIGINFO ----------------------------------------------------------------------
+
+def _whosent(lab, command: str):
+    p = lab.spawn("whosent")
+    m = p.expect(r"my pid is (\d+), my uid is (\d+)")
+    me, uid = int(m.group(1)), int(m.group(2))
+    p.send(command + "\n")
+    p.close_stdin()
+    out = p.wait()
+    out.expect_exit(0, f"whosent should report the `{command}` experiment and exit 0: install on_signal for "
+                       f"SIGUSR1 and SIGALRM with sa_sigaction and SA_SIGINFO.")
+    r = re.search(r"^(SIG\w+|another signal) from pid (-?\d+) uid (-?\d+), si_code (\S+?)(?:, value (-?\d+))?$",
+                  out.stdout, re.M)
+    assert r, out.explain("Expected a line like `SIGUSR1 from pid P uid U, si_code SI_USER`.")
+    sender = re.search(r"sender: child pid (\d+)", out.stdout)
+    return out, me, uid, r, int(sender.group(1)) if sender else None
+
+
+@graded(task=3, points=7)
+def test_siginfo_names_the_process_that_sent_kill(lab) -> None:
+    out, me, uid, r, sender = _whosent(lab, "kill")
+    sig, pid, suid, code = r.group(1), int(r.group(2)), int(r.group(3)), r.group(4)
+    assert sig == "SIGUSR1", out.explain(f"The handler should have seen si_signo SIGUSR1, not {sig}.")
+    assert pid == sender, out.explain(f"The child {sender} sent the signal, the handler saw si_pid {pid}: copy "
+                                      f"si->si_pid in the handler.")
+    assert suid == uid, out.explain(f"The sender runs as uid {uid}, the handler saw si_uid {suid}: copy si->si_uid.")
+    assert code == "SI_USER", out.explain(f"kill(2) sends with si_code SI_USER; the program printed {code}: copy "
+                                          f"si->si_code and name it in code_name().")
+    out.expect_sigsafe(UNSAFE)
+
+
+@graded(task=3, points=5)
+def test_siginfo_shows_sigqueue_and_its_value(lab) -> None:
+    out, me, uid, r, sender = _whosent(lab, "queue")
+    pid, code, value = int(r.group(2)), r.group(4), r.group(5)
+    assert code == "SI_QUEUE" and pid == sender, out.explain(
+        f"sigqueue(3) sends with si_code SI_QUEUE and the sender's pid ({sender}); got {code} from pid {pid}.")
+    assert value == "42", out.explain(f"The child queued the value 42; copy si->si_value.sival_int (got {value}).")
+
+
+@graded(task=3, points=4)
+def test_siginfo_shows_raise_as_si_tkill_from_the_program_itself(lab) -> None:
+    out, me, uid, r, sender = _whosent(lab, "raise")
+    pid, code = int(r.group(2)), r.group(4)
+    assert code == "SI_TKILL" and pid == me, out.explain(
+        f"raise(3) sends to the calling thread with tgkill(2): si_code SI_TKILL and si_pid the program's own pid "
+        f"({me}); got {code} from pid {pid}.")
+
+
+@graded(task=3, points=4)
+def test_siginfo_shows_a_timer_signal_comes_from_the_kernel(lab) -> None:
+    out, me, uid, r, sender = _whosent(lab, "timer")
+    sig, code = r.group(1), r.group(4)
+    assert sig == "SIGALRM" and code == "SI_KERNEL", out.explain(
+        f"When an ITIMER_REAL timer expires the kernel sends SIGALRM with si_code SI_KERNEL (no process sent it); "
+        f"got {sig} with {code}.")
+
+
+# --- Task 4: sigprocmask and sigpending ------------------------------------------------------
+
+def _pending_line(p) -> list[str]:
+    p.send("pending\n")
+    m = p.expect(r"^pending:(.*)$")
+    names = m.group(1).split()
+    return [] if names == ["none"] else names
+
+
+@graded(task=4, points=10)
+def test_signals_sent_while_blocked_are_reported_pending(lab) -> None:
+    p = lab.spawn("pending")
+    p.expect(READY)
+    before = _pending_line(p)
+    for sig in (signal.SIGUSR2, signal.SIGHUP, signal.SIGTERM, signal.SIGUSR2):
+        p.kill(sig)
+    after = _pending_line(p)
+    p.close_stdin()
+    out = p.wait()
+    assert before == [] and after == ["SIGHUP", "SIGUSR2", "SIGTERM"], out.explain(
+        f"SIGUSR2, SIGHUP, SIGTERM and SIGUSR2 again were sent while blocked: expected `pending: none` before and "
+        f"`pending: SIGHUP SIGUSR2 SIGTERM` after (each once, in the order of sigs[]), got {before or ['none']} and "
+        f"{after or ['none']}. Block them with sigprocmask(SIG_BLOCK, ...) and list them with sigpending(2).")
+    out.expect_exit(0, "pending should exit 0 at the end of its input.")
+
+
+@graded(task=4, points=10)
+def test_unblocking_delivers_each_pending_signal_once(lab) -> None:
+    p = lab.spawn("pending")
+    p.expect(READY)
+    for sig in (signal.SIGINT, signal.SIGINT, signal.SIGUSR1):
+        p.kill(sig)
+    held = _pending_line(p)
+    p.send("unblock\n")
+    m = p.expect(r"^delivered:(.*)$")
+    counts = dict(kv.split("=") for kv in m.group(1).split())
+    after = _pending_line(p)
+    p.send("block\n")
+    p.expect(r"^blocked$")
+    p.kill(signal.SIGTERM)
+    again = _pending_line(p)
+    p.close_stdin()
+    out = p.wait()
+    assert held == ["SIGINT", "SIGUSR1"], out.explain(
+        f"SIGINT (twice) and SIGUSR1 were sent while blocked; expected `pending: SIGINT SIGUSR1`, got "
+        f"{held or ['none']}.")
+    assert counts == {"SIGHUP": "0", "SIGINT": "1", "SIGUSR1": "1", "SIGUSR2": "0", "SIGTERM": "0"}, out.explain(
+        f"After `unblock` every pending signal is delivered once (two SIGINTs merged into one): expected "
+        f"SIGINT=1 SIGUSR1=1 and the rest 0. Restore the saved mask with sigprocmask(SIG_SETMASK, &old, NULL).")
+    assert after == [] and again == ["SIGTERM"], out.explain(
+        f"After `unblock` nothing should be pending, and after `block` a SIGTERM should be held again: got "
+        f"{after or ['none']} and {again or ['none']}.")
+    out.expect_exit(0, "pending should exit 0 at the end of its input.")
+    out.expect_sigsafe(UNSAFE)
+
+
+# --- Task 5: a race-free wait ------------------------------------------------------------------
+
+LOST = ("A lost wake-up: the grader sent SIGUSR1 exactly between your test of the flag and the call that waits "
+        "(the harness raceinject does this on the first pause()/sigsuspend()/sigwait*() call, the window a real "
+        "signal can hit at any time). The handler ran before the wait began, so a plain pause() then sleeps "
+        "until a signal that never comes. Block SIGUSR1 with sigprocmask() BEFORE testing the flag, and wait with "
+        "`while (!got) sigsuspend(&old);`: it unblocks and sleeps in one atomic step.")
+
+
+@graded(task=5, points=15)
+def test_a_sigusr1_between_the_flag_test_and_the_wait_is_not_lost(lab) -> None:
+    p = lab.spawn("waiter", preload=["raceinject"],
+                  env={"RACEINJECT_SIGNAL": str(int(signal.SIGUSR1)), "RACEINJECT_PROGRAM": "waiter"})
+    p.expect(r"waiting for SIGUSR1 \(#1\)")
+    out = p.wait(timeout=5)
+    if out.timed_out:
+        pytest.fail(out.explain(LOST), pytrace=False)
+    out.expect_exit(0, "waiter should wake up after the handler has run and exit 0.")
+    assert re.search(r"woken by SIGUSR1 \(#1\), handler runs so far: 1\b", out.stdout), out.explain(
+        "Expected `woken by SIGUSR1 (#1), handler runs so far: 1`: main must wait until the handler has run "
+        "(the flag is set), not go on at once.")
+    out.expect_sigsafe(UNSAFE)
+
+
+@graded(task=5, points=10)
+def test_each_sigusr1_wakes_the_waiter_once(lab) -> None:
+    p = lab.spawn("waiter", "3")
+    for i in (1, 2, 3):
+        p.expect(rf"waiting for SIGUSR1 \(#{i}\)")
+        p.kill(signal.SIGUSR1)
+        p.expect(rf"woken by SIGUSR1 \(#{i}\), handler runs so far: {i}\b")
+    out = p.wait()
+    out.expect_exit(0, "waiter 3 should exit 0 after being woken three times.")
