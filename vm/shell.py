@@ -29,7 +29,7 @@ if not __package__:
 from vm import fetch, kmod, machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-HAS_MAIN = re.compile(r"^\s*int\s+main\s*\(", re.M)
+HAS_MAIN = re.compile(r"^(?:\s*int\s+)?main\s*\(", re.M)  # also TLPI's "int" and "main(" on two lines
 
 
 def say(msg: str) -> None:
