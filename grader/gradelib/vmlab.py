@@ -1,0 +1,487 @@
+"""The VM side of the grader: a lab whose code runs in the workbook VM.
+
+A test module declares
+
+    LAB = VmLabSpec(3, "03-fasync-button", programs={"buttonwatch": Program(["buttonwatch.c"], sanitize=False)},
+                    module="button_driver", helpers={"probe": PROBE_C})
+
+and asks for the `vm` fixture.  The whole test module shares one boot:
+
+1. before the first test, the student's module is built with kbuild (W=1)
+   against the VM kernel's headers, inside the sandbox (a Kbuild file is a
+   makefile: it could run anything); the board (driver/) and the grader's
+   helper programs are built by the grader; the student's programs are built
+   on the host like a host lab's (no sanitizers: the VM has no libasan), and
+   the async-signal-safety checker (grader/sigsafe) goes along to be
+   LD_PRELOADed into them;
+2. the VM boots with all of it in /lab, and wb_board.ko is loaded;
+3. every test gets a `VmLab` whose helpers run commands with timeouts that
+   name what was stuck, start programs in the background with their output in
+   a file, wait for a line of that output (a short loop in the guest, not host
+   sleeps), and press the button.
+
+Failures that end the lab: the module does not build (every test fails with
+the compiler's first errors), the VM does not boot, the kernel oopses or the
+VM dies.  After an Oops every later test of the lab fails at once with the
+excerpt ("the kernel oopsed in an earlier test; excerpt: ..."), and the
+grader goes on with the other labs.  A WARNING fails the test during which
+it was printed (and the lab's kernel-log test) but not the rest.
+
+QEMU is always killed: the fixture closes the Machine at the end of the
+module, and Machine itself kills QEMU at exit and when this process dies.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from . import sandbox
+from .lab import REPO, SIGNAL_HINTS, TIME_SCALE, BuildFailed, LabBuild, LabSpec, _indent, sigsafe_library, signame
+from .sandbox import Limits, clean_text
+
+if str(REPO) not in sys.path:  # vm/ (the VM package) is at the top of the repository
+    sys.path.append(str(REPO))
+
+from vm.kmod import ERROR as KERR, MODPOST, WARNING as KWARN, KmodError, kdir as kernel_headers  # noqa: E402
+from vm.machine import CommandTimeout, Machine, VMError, find_oops  # noqa: E402
+
+GUEST_LAB = "/lab"
+GUEST_GRADER = "/lab/.grader"  # the grader's own programs and libraries
+RUNS = "/tmp/runs"  # background programs' output, pid and status files
+HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"]
+
+
+@dataclass
+class VmLabSpec(LabSpec):
+    """A lab graded in the VM.
+
+    module:  the .ko the student's Kbuild makes (without .ko); "" for none
+    helpers: the grader's own guest programs, {name: C source}, built with -Werror
+    board:   load the simulated button board (driver/wb_board.ko) after boot
+    """
+
+    module: str = ""
+    helpers: dict[str, str] = field(default_factory=dict)
+    board: bool = True
+
+
+@dataclass
+class ModuleBuildResult:
+    ok: bool
+    log: str
+    ko: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    timed_out: bool = False
+
+    def first_errors(self, lines: int = 15) -> str:
+        if self.timed_out:
+            return "(the build did not finish within its time limit)"
+        picked = self.errors or MODPOST.findall(self.log) or self.log.strip().splitlines()[-lines:]
+        return "\n".join(picked[:lines]) or "(kbuild printed nothing)"
+
+
+class GuestProc:
+    """A program running in the background in the VM, its output in a file."""
+
+    def __init__(self, vm: "VmLab", name: str, what: str, base: str, sigsafe_log: str | None) -> None:
+        self.vm = vm
+        self.name = name
+        self.what = what  # the command line, for messages
+        self.base = base  # RUNS/N: .out, .pid, .status
+        self.sigsafe_log = sigsafe_log
+        self.line = 0  # output lines consumed by expect()
+
+    @property
+    def out(self) -> str:
+        return f"{self.base}.out"
+
+    def output(self) -> str:
+        r = self.vm.run(f"cat {self.out} 2>/dev/null", timeout=10, what=f"reading the output of `{self.what}`")
+        return clean_text(r.stdout.encode())
+
+    def status(self) -> int | None:
+        """The exit status (128+N for signal N) once it has ended, else None."""
+        r = self.vm.run(f"cat {self.base}.status 2>/dev/null", timeout=10, what="reading an exit status")
+        return int(r.stdout.strip()) if r.stdout.strip().isdigit() else None
+
+    def describe(self, status: int | None) -> str:
+        if status is None:
+            return f"`{self.what}` is still running"
+        if status > 128:
+            sig = status - 128
+            hint = SIGNAL_HINTS.get(sig, "")
+            return f"`{self.what}` was killed by {signame(sig)}" + (f" ({hint})" if hint else "")
+        return f"`{self.what}` exited with status {status}"
+
+    def sigsafe(self) -> list[str]:
+        if not self.sigsafe_log:
+            return []
+        r = self.vm.run(f"cat {self.sigsafe_log} 2>/dev/null", timeout=10, what="reading the sigsafe log")
+        return sorted({ln.strip() for ln in r.stdout.splitlines() if ln.strip()})
+
+    def explain(self, msg: str) -> str:
+        """msg, then what the program did: how it ended, its output, the checker's findings."""
+        parts = [msg]
+        try:
+            st = self.status()
+            parts.append("  What happened: " + self.describe(st) + ".")
+            text = self.output()
+            if text.strip():
+                tail = "\n".join(text.rstrip("\n").splitlines()[-12:])[-1500:]
+                parts.append(f"  Its output (last lines):\n{_indent(tail)}")
+            else:
+                parts.append("  It printed nothing.")
+            found = self.sigsafe()
+            if found:
+                parts.append("  The async-signal-safety checker reported:\n" + _indent("\n".join(found)))
+        except pytest.fail.Exception:
+            pass
+        return "\n".join(parts)
+
+    def expect(self, pattern: str, timeout: float = 5.0, msg: str = "") -> str:
+        """Wait for a line matching the (extended) regular expression after the last match; return it."""
+        timeout *= TIME_SCALE
+        pat = shlex.quote(pattern)
+        # Polls the file in the guest until a match, or until the program ended
+        # (exit 3); the agent kills the loop at the timeout.
+        script = (
+            f"while :; do "
+            f"m=$(tail -n +{self.line + 1} {self.out} 2>/dev/null | grep -n -m1 -E {pat}) && {{ echo \"$m\"; exit 0; }}; "
+            f"if [ -e {self.base}.status ]; then "
+            f"m=$(tail -n +{self.line + 1} {self.out} | grep -n -m1 -E {pat}) && {{ echo \"$m\"; exit 0; }}; exit 3; fi; "
+            f"usleep 10000; done"
+        )
+        r = self.vm.run(script, timeout=timeout, what=f"waiting for the output of `{self.what}`", allow_timeout=True)
+        if r.status == 0 and ":" in r.stdout:
+            no, _, text = r.stdout.strip().partition(":")
+            self.line += int(no)
+            return text
+        reason = "it ended" if r.status == 3 else f"nothing matched within {timeout:g} s"
+        head = msg + "\n  " if msg else ""
+        self.vm.fail(self.explain(f"{head}Expected `{self.what}` to print a line matching /{pattern}/, but {reason}."))
+        raise AssertionError("unreachable")
+
+    def signal(self, sig: str) -> None:
+        self.vm.run(f"kill -{sig} $(cat {self.base}.pid) 2>/dev/null", timeout=10, what=f"kill -{sig}")
+
+    def wait_exit(self, timeout: float = 5.0) -> int | None:
+        """Wait for the program to end; its status (128+N: signal N), or None if it is still running."""
+        timeout *= TIME_SCALE
+        script = f"while [ ! -e {self.base}.status ]; do usleep 10000; done; cat {self.base}.status"
+        r = self.vm.run(script, timeout=timeout, what=f"waiting for `{self.what}` to end", allow_timeout=True)
+        return int(r.stdout.strip()) if r.status == 0 and r.stdout.strip().isdigit() else None
+
+    def kill(self) -> None:
+        self.vm.m.run(f"kill -KILL $(cat {self.base}.pid) 2>/dev/null; true", timeout=10)
+
+
+class VmLab:
+    """One lab in one VM: what the tests use."""
+
+    def __init__(self, spec: VmLabSpec, build: LabBuild) -> None:
+        self.spec = spec
+        self.build = build
+        self.m: Machine | None = None
+        self.kbuild: ModuleBuildResult | None = None
+        self.programs: dict[str, Path | BuildFailed] = {}
+        self.broken: str | None = None  # why the rest of the lab cannot run
+        self.test_name = ""
+        self.boot_seconds: float | None = None
+        self._seen = 0  # console characters already checked for an Oops
+        self.warnings: list[str] = []  # WARNING excerpts seen so far
+        self._procs: list[GuestProc] = []
+        self._runs = 0
+        self.has_sigsafe = False
+
+    # --- setting up --------------------------------------------------------
+    def setup(self) -> None:
+        try:
+            self.build._prepare()
+        except BuildFailed as e:
+            self.broken = str(e)
+            return
+        root = self.build.root
+        board_out = root / "board"
+        board: dict[str, object] = {}
+        t = threading.Thread(target=lambda: board.update(self._build_board(board_out)), daemon=True)
+        if self.spec.board:
+            t.start()
+        if self.spec.module:
+            self.kbuild = self._build_module(root / "src", root / "kmod")
+        for name in self.spec.programs:
+            self.programs[name] = self.build._compile(name)
+        files: dict[str, Path] = {}
+        for name, src in self.spec.helpers.items():
+            files[f"{GUEST_GRADER}/{name}"] = self._build_helper(name, src, root / "helpers")
+        lib = sigsafe_library()
+        if lib is not None:
+            files[f"{GUEST_GRADER}/libsigsafe.so"] = lib
+            self.has_sigsafe = True
+        if self.spec.board:
+            t.join()
+            if "error" in board:
+                raise RuntimeError(f"grader bug: the button board does not build:\n{board['error']}")
+            files[f"{GUEST_LAB}/wb_board.ko"] = board_out / "wb_board.ko"
+            files[f"{GUEST_LAB}/button"] = board_out / "button"
+            files["/usr/bin/button"] = board_out / "button"
+        if self.kbuild is not None and not self.kbuild.ok:
+            self.broken = (f"{self.spec.folder}: the module does not build, so nothing of it can be tested. "
+                           f"The compiler's first errors:\n{_indent(self.kbuild.first_errors())}")
+            return
+        if self.kbuild is not None and self.kbuild.ko is not None:
+            files[f"{GUEST_LAB}/{self.spec.module}.ko"] = self.kbuild.ko
+        for name, got in self.programs.items():
+            if isinstance(got, Path):
+                files[f"{GUEST_LAB}/{name}"] = got
+        self.m = Machine(files=files, boot_timeout=60.0)
+        try:
+            self.m.start()
+        except VMError as e:
+            self.broken = f"the VM did not boot (a grader or setup problem, not your code): {e}"
+            return
+        self.boot_seconds = self.m.boot_seconds
+        if self.spec.board:
+            r = self.m.run("insmod /lab/wb_board.ko && mkdir -p " + RUNS, timeout=30)
+            if not r.ok:
+                self.broken = f"the button board did not load (a grader problem): {r.stderr.strip()}"
+
+    def _build_board(self, out: Path) -> dict[str, object]:
+        res = subprocess.run(["make", "-s", "-C", str(REPO / "driver"), f"OUT={out}", "modules", "button"],
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                             env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")})
+        if res.returncode != 0 or not (out / "wb_board.ko").is_file():
+            return {"error": (res.stderr or res.stdout)[-2000:]}
+        return {}
+
+    def _build_module(self, src: Path, out: Path) -> ModuleBuildResult:
+        """kbuild W=1 in the sandbox: a Kbuild file is a makefile and may run anything."""
+        if not (src / "Kbuild").is_file():
+            return ModuleBuildResult(False, "", errors=[
+                f"{self.spec.folder}/Kbuild is missing (it names the module: obj-m += {self.spec.module}.o)"])
+        try:
+            k = kernel_headers()
+        except KmodError as e:
+            raise RuntimeError(f"grader setup: {e}") from None
+        out.mkdir(parents=True, exist_ok=True)
+        for pattern in ("*.c", "*.h", "Kbuild"):
+            for f in src.glob(pattern):
+                if f.is_file() and not f.is_symlink():
+                    shutil.copyfile(f, out / f.name)
+        sandbox.make_writable(out)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(out), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        c = sandbox.Contained(["make", "-s", "-C", str(k), f"M={out}", "modules", "W=1"], cwd=out,
+                              writable=[out], env=env, stdin=False, readonly=[self.build.root.parent],
+                              limits=Limits(cpu_seconds=240, processes=64, file_size=64 << 20,
+                                            address_space=None))
+        ex = c.wait(timeout=300.0)
+        log = (clean_text(ex.stdout) + clean_text(ex.stderr)).replace(str(out) + "/", "")
+        if ex.timed_out:
+            return ModuleBuildResult(False, log, timed_out=True)
+        ko = out / f"{self.spec.module}.ko"
+        res = ModuleBuildResult(ex.exitcode == 0 and ko.is_file(), log, ko=ko if ko.is_file() else None,
+                                warnings=KWARN.findall(log), errors=KERR.findall(log))
+        if ex.exitcode == 0 and not ko.is_file():
+            found = sorted(p.name for p in out.glob("*.ko"))
+            res.errors = [f"kbuild made {', '.join(found) or 'no .ko file'}, not {self.spec.module}.ko: "
+                          f"Kbuild must say obj-m += {self.spec.module}.o"]
+        return res
+
+    def _build_helper(self, name: str, source: str, out: Path) -> Path:
+        out.mkdir(parents=True, exist_ok=True)
+        src = out / f"{name}.c"
+        src.write_text(source)
+        exe = out / name
+        res = subprocess.run(["gcc", *HELPER_CFLAGS, "-o", str(exe), str(src)], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"grader bug: the helper {name} does not build:\n{res.stderr[-2000:]}")
+        return exe
+
+    def close(self) -> None:
+        if self.m is not None:
+            self.m.close(graceful=False)
+
+    # --- per test ------------------------------------------------------------
+    def begin(self, name: str) -> None:
+        """Before a test: fail at once if the lab cannot go on."""
+        self.test_name = name
+        if self.broken:
+            pytest.fail(self.broken, pytrace=False)
+
+    def end(self) -> None:
+        """After a test: stop what it started, and look for an Oops it caused."""
+        if self.broken or self.m is None:
+            return
+        try:
+            for p in self._procs:
+                p.kill()
+            self._procs.clear()
+            if self.spec.board:
+                self.m.run("button stop; button bounce 0; button release", timeout=15)
+        except VMError as e:
+            self._vm_failed(e)
+        self._scan()
+
+    # --- running commands ------------------------------------------------------
+    def fail(self, msg: str) -> None:
+        """Fail the test; the kernel's complaint, if it made one, goes with the message."""
+        self._scan()
+        pytest.fail(msg, pytrace=False)
+
+    def run(self, cmd: str, timeout: float = 10.0, what: str = "", allow_timeout: bool = False):
+        """Run a shell command in the VM; a timeout or a dead VM fails the test with a message naming `what`
+        (with allow_timeout, a command killed at its timeout is a result with timed_out set)."""
+        if self.broken:
+            pytest.fail(self.broken, pytrace=False)
+        assert self.m is not None
+        try:
+            r = self.m.run(cmd, timeout=timeout, allow_timeout=allow_timeout)
+        except CommandTimeout:
+            self._scan()
+            pytest.fail(f"{what or 'a command'} did not finish within {timeout:g} s and was killed "
+                        f"(stuck in your driver?): `{cmd.strip()[:120]}`", pytrace=False)
+        except VMError as e:
+            self._vm_failed(e)
+        self._scan()
+        return r
+
+    def sh(self, cmd: str, timeout: float = 10.0, what: str = "") -> str:
+        """Run a command that must succeed; its stdout."""
+        r = self.run(cmd, timeout, what)
+        if not r.ok:
+            self.fail(f"{what or 'the command'} failed ({r.describe()}): `{cmd.strip()[:120]}`\n"
+                      f"{_indent((r.stderr or r.stdout).strip()[-1200:] or '(no output)')}")
+        return r.stdout
+
+    def _vm_failed(self, e: VMError) -> None:
+        console = self.m.console() if self.m is not None else ""
+        oops = find_oops(console[self._seen:]) or find_oops(console)
+        detail = f"; excerpt:\n{_indent(_excerpt(oops))}" if oops else f" ({e})"
+        self.broken = f"the VM stopped in an earlier test ({self.test_name}){detail}"
+        pytest.fail(f"the VM stopped during this test{detail}", pytrace=False)
+
+    def _scan(self) -> None:
+        """Look at what the kernel printed since the last look."""
+        if self.m is None:
+            return
+        console = self.m.console()
+        new, self._seen = console[self._seen:], len(console)
+        oops = find_oops(new)
+        if oops is None:
+            return
+        first = oops.strip().splitlines()
+        head = next((ln for ln in first if "cut here" not in ln), "")
+        if re.search(r"\]\s*WARNING:|^WARNING:", head):
+            self.warnings.append(oops)
+            pytest.fail(f"the kernel printed a WARNING during this test; excerpt:\n{_indent(_excerpt(oops))}",
+                        pytrace=False)
+        self.broken = f"the kernel oopsed in an earlier test ({self.test_name}); excerpt:\n{_indent(_excerpt(oops))}"
+        pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(_excerpt(oops))}", pytrace=False)
+
+    # --- the lab's pieces -----------------------------------------------------------
+    def module_loaded(self) -> bool:
+        r = self.run(f"grep -q '^{self.spec.module} ' /proc/modules", timeout=10, what="lsmod")
+        return r.ok
+
+    def load_module(self, check: bool = True):
+        """insmod the student's module unless it is loaded; the result of insmod (or None)."""
+        if self.module_loaded():
+            return None
+        r = self.run(f"insmod {GUEST_LAB}/{self.spec.module}.ko", timeout=20, what=f"insmod {self.spec.module}.ko")
+        if check and not r.ok:
+            log = self.run("dmesg | tail -n 8", timeout=10).stdout
+            self.fail(f"`insmod {self.spec.module}.ko` failed: {(r.stderr or r.stdout).strip()}\n"
+                      f"  The kernel log ends with:\n{_indent(log.strip())}")
+        return r
+
+    def spawn(self, name: str, *args: str, helper: bool = False, sigsafe: bool = True) -> GuestProc:
+        """Start a program in the background; its output goes to RUNS/N.out."""
+        if helper:
+            exe = f"{GUEST_GRADER}/{name}"
+        else:
+            got = self.programs.get(name)
+            if got is None:
+                raise KeyError(f"lab {self.spec.number} has no program {name!r}")
+            if isinstance(got, BuildFailed):
+                pytest.fail(str(got), pytrace=False)
+            exe = f"{GUEST_LAB}/{name}"
+        self._runs += 1
+        base = f"{RUNS}/{self._runs:03d}-{name}"
+        env = ""
+        log = None
+        if sigsafe and not helper and self.has_sigsafe:
+            log = f"{base}.sigsafe"
+            env = f"export LD_PRELOAD={GUEST_GRADER}/libsigsafe.so SIGSAFE_LOG={log}; "
+        argv = " ".join(shlex.quote(a) for a in (exe, *args))
+        inner = shlex.quote(f"echo $$ > {base}.pid; {env}exec {argv}")
+        # The status file is written when the program ends: 128+N when signal N killed it.
+        cmd = (f"( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.status ) "
+               f">/dev/null 2>&1 </dev/null & "
+               f"while [ ! -s {base}.pid ]; do usleep 5000; done")
+        what = " ".join([name, *args])
+        r = self.run(cmd, timeout=10, what=f"starting `{what}`")
+        if not r.ok:
+            self.fail(f"`{what}` could not be started in the VM")
+        p = GuestProc(self, name, what, base, log)
+        self._procs.append(p)
+        return p
+
+    def button(self, action: str, timeout: float = 10.0) -> None:
+        """`button ACTION` (press, release, click, burst N US): returns when the interrupts were delivered."""
+        self.sh(f"button {action}", timeout=timeout,
+                what=f"`button {action}` (it returns once your interrupt handler has run)")
+
+    def irq_count(self) -> int | None:
+        """Interrupts of the student's module in /proc/interrupts, or None when it has no IRQ."""
+        out = self.run("cat /proc/interrupts", timeout=10).stdout
+        for line in out.splitlines():
+            if line.rstrip().endswith(" " + self.spec.module):
+                nums = re.findall(r"^\s*\d+:\s+(\d+)", line)
+                return int(nums[0]) if nums else 0
+        return None
+
+
+_REGISTERS = re.compile(r"^(Code:|RSP:|RAX:|RDX:|RBP:|R\d+:|FS:|CS:|CR2:|DR\d|PKRU|PGD |#PF:|Hardware name:)")
+
+
+def _excerpt(oops: str, lines: int = 16) -> str:
+    """The lines of an Oops a student can read: what, where (RIP), and the call trace; no register dump."""
+    keep = []
+    for ln in oops.splitlines():
+        ln = re.sub(r"^\[\s*\d+\.\d+\]\s?", "", ln).rstrip()
+        if ln.strip() and not _REGISTERS.match(ln.strip()) and "cut here" not in ln:
+            keep.append(ln)
+    return "\n".join(keep[:lines])
+
+
+@pytest.fixture(scope="module")
+def vm_lab(request: pytest.FixtureRequest):
+    """One VM for the whole test module (LAB = VmLabSpec(...)), built and booted before its first test."""
+    spec = getattr(request.module, "LAB")
+    if not isinstance(spec, VmLabSpec):
+        raise pytest.UsageError(f"{request.module.__name__}: the `vm` fixture needs LAB = VmLabSpec(...)")
+    build = request.config._grader.build_for(spec)
+    lab = VmLab(spec, build)
+    try:
+        lab.setup()
+        yield lab
+    finally:
+        lab.close()
+        build.cleanup()
+
+
+@pytest.fixture
+def vm(vm_lab: VmLab, request: pytest.FixtureRequest):
+    """The lab's VM for one test: fails at once after an Oops or a failed build; cleans up after the test."""
+    vm_lab.begin(request.node.name)
+    yield vm_lab
+    vm_lab.end()

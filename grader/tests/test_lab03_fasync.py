@@ -1,0 +1,698 @@
+"""Lab 3: the fasync button driver (button_driver.ko) and buttonwatch, graded in the VM.
+
+One boot for the whole lab (the `vm` fixture, gradelib/vmlab.py): the module is
+built with W=1, the board (driver/wb_board.ko) is loaded, and every test
+presses the button with `button`, which returns once the interrupt handler
+has run.  Programs print a line when they are set up (buttonwatch: `ready`;
+the grader's probe: `open`, `registered`), and the tests wait for lines, never
+for time.
+
+The probe (PROBE_C below) is the grader's own program: it uses the device the
+way the chapter describes and prints what it saw, so a test can tell the
+driver's part from buttonwatch's.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gradelib.lab import Program
+from gradelib.vmlab import VmLab, VmLabSpec
+
+PROBE_C = r"""
+/* probe - the grader's view of /dev/button (lab 3).
+
+   probe read                one blocking read(2) of up to 4 records
+   probe nonblock            one read(2) with O_NONBLOCK
+   probe poll                poll(2) before and after a press
+   probe hold                open, wait for SIGUSR1, then read everything (O_NONBLOCK)
+   probe sigio [-s] [-c]     F_SETOWN + O_ASYNC (-s: F_SETSIG SIGRTMIN), wait for the
+                             signal; -c: then close the file and wait for SIGUSR1
+   probe burst N US          a click, then `button burst N US`, then read everything
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct button_event { uint64_t time_ns; uint32_t seq; uint32_t pressed; };
+#define DEV "/dev/button"
+#define BATCH 16
+
+static void out(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+static unsigned long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static int open_dev(int flags)
+{
+    int fd = open(DEV, flags);
+    if (fd == -1) {
+        out("open-error %s\n", strerror(errno));
+        exit(2);
+    }
+    return fd;
+}
+
+static void print_recs(const struct button_event *ev, ssize_t n)
+{
+    for (ssize_t i = 0; i < n; i++)
+        out("rec %u %u %llu\n", ev[i].seq, ev[i].pressed, (unsigned long long) ev[i].time_ns);
+}
+
+/* Read with O_NONBLOCK until EAGAIN; print every record; return how many. */
+static long drain(int fd, unsigned *last)
+{
+    struct button_event ev[BATCH];
+    long total = 0;
+    int fl = fcntl(fd, F_GETFL);
+
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    for (;;) {
+        ssize_t n = read(fd, ev, sizeof(ev));
+        if (n == -1) {
+            if (errno != EAGAIN)
+                out("read-error %s\n", strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            out("read-zero\n");
+            break;
+        }
+        if (n % sizeof(ev[0]) != 0)
+            out("partial %zd\n", n);
+        print_recs(ev, n / sizeof(ev[0]));
+        total += n / sizeof(ev[0]);
+        if (last)
+            *last = ev[n / sizeof(ev[0]) - 1].seq;
+        if (total > 1000000)
+            break;
+    }
+    fcntl(fd, F_SETFL, fl);
+    out("drained %ld\n", total);
+    return total;
+}
+
+static int run(char *const argv[])
+{
+    int status;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    if (pid == -1 || waitpid(pid, &status, 0) == -1)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static const char *signame(int sig)
+{
+    if (sig == SIGIO) return "SIGIO";
+    if (sig == SIGRTMIN) return "SIGRTMIN";
+    if (sig == SIGUSR1) return "SIGUSR1";
+    return "other";
+}
+
+static int mode_sigio(int argc, char *argv[])
+{
+    int setsig = 0, closeafter = 0, fd, fl;
+    sigset_t set;
+    siginfo_t si;
+    struct timespec ts = { 5, 0 };
+
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-s")) setsig = 1;
+        if (!strcmp(argv[i], "-c")) closeafter = 1;
+    }
+    sigemptyset(&set);
+    sigaddset(&set, SIGIO);
+    sigaddset(&set, SIGRTMIN);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    sigdelset(&set, SIGUSR1);
+
+    fd = open_dev(O_RDONLY | O_NONBLOCK);
+    if (fcntl(fd, F_SETOWN, getpid()) == -1) { out("setown-error %s\n", strerror(errno)); return 2; }
+    if (setsig && fcntl(fd, F_SETSIG, SIGRTMIN) == -1) { out("setsig-error %s\n", strerror(errno)); return 2; }
+    fl = fcntl(fd, F_GETFL);
+    if (fcntl(fd, F_SETFL, fl | O_ASYNC) == -1) { out("setfl-error %s\n", strerror(errno)); return 2; }
+    out("registered fd %d\n", fd);
+
+    if (sigtimedwait(&set, &si, &ts) == -1) {
+        out("no-signal\n");
+        return 1;
+    }
+    out("got %s code %d fd %d myfd %d\n", signame(si.si_signo), si.si_code,
+        si.si_signo == SIGRTMIN ? si.si_fd : -1, fd);
+    drain(fd, NULL);
+    if (!closeafter) {
+        close(fd);
+        out("done\n");
+        return 0;
+    }
+    close(fd);
+    out("closed\n");
+    sigaddset(&set, SIGUSR1);
+    ts.tv_sec = 20;
+    if (sigtimedwait(&set, &si, &ts) == -1) {
+        out("after-close timeout\n");
+        return 1;
+    }
+    if (si.si_signo == SIGUSR1) {
+        out("after-close nothing\n");
+        return 0;
+    }
+    out("after-close got %s\n", signame(si.si_signo));
+    return 1;
+}
+
+int main(int argc, char *argv[])
+{
+    struct button_event ev[4];
+    const char *mode = argc > 1 ? argv[1] : "";
+    int fd;
+    ssize_t n;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!strcmp(mode, "read")) {
+        fd = open_dev(O_RDONLY);
+        out("open\n");
+        n = read(fd, ev, sizeof(ev));
+        if (n == -1) {
+            out("read-error %s\n", strerror(errno));
+            return 1;
+        }
+        out("read %zd\n", n);
+        print_recs(ev, n / (ssize_t) sizeof(ev[0]));
+        out("now %llu\n", now_ns());
+        return 0;
+    }
+    if (!strcmp(mode, "nonblock")) {
+        fd = open_dev(O_RDONLY | O_NONBLOCK);
+        n = read(fd, ev, sizeof(ev));
+        if (n == -1)
+            out("read -1 %s\n", errno == EAGAIN ? "EAGAIN" : strerror(errno));
+        else
+            out("read %zd\n", n);
+        return 0;
+    }
+    if (!strcmp(mode, "poll")) {
+        struct pollfd p;
+        int rc;
+        fd = open_dev(O_RDONLY);
+        p.fd = fd;
+        p.events = POLLIN;
+        rc = poll(&p, 1, 0);
+        out("before %d %#x\n", rc, rc > 0 ? p.revents : 0);
+        out("open\n");
+        rc = poll(&p, 1, 5000);
+        out("after %d %#x\n", rc, rc > 0 ? p.revents : 0);
+        if (rc > 0 && (p.revents & POLLIN))
+            drain(fd, NULL);
+        return 0;
+    }
+    if (!strcmp(mode, "hold")) {
+        sigset_t set;
+        siginfo_t si;
+        struct timespec ts = { 20, 0 };
+
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        fd = open_dev(O_RDONLY);
+        out("open\n");
+        if (sigtimedwait(&set, &si, &ts) == -1) {
+            out("timeout\n");
+            return 1;
+        }
+        drain(fd, NULL);
+        return 0;
+    }
+    if (!strcmp(mode, "sigio"))
+        return mode_sigio(argc, argv);
+    if (!strcmp(mode, "burst") && argc == 4) {
+        char *click[] = { "/lab/button", "click", NULL };
+        char *burst[] = { "/lab/button", "burst", argv[2], argv[3], NULL };
+        unsigned last = 0;
+        int rc;
+
+        fd = open_dev(O_RDONLY | O_NONBLOCK);
+        if ((rc = run(click)) != 0) { out("button-failed %d\n", rc); return 2; }
+        drain(fd, &last);
+        out("before %u\n", last);
+        if ((rc = run(burst)) != 0) { out("button-failed %d\n", rc); return 2; }
+        out("burst-done\n");
+        drain(fd, NULL);
+        return 0;
+    }
+    fprintf(stderr, "usage: probe read|nonblock|poll|sigio [-s] [-c]|burst N US\n");
+    return 2;
+}
+"""
+
+LAB = VmLabSpec(
+    3, "03-fasync-button",
+    programs={"buttonwatch": Program(["buttonwatch.c"], sanitize=False)},
+    module="button_driver",
+    helpers={"probe": PROBE_C},
+)
+
+EVENT = re.compile(r"^event (\d+): (pressed|released) at (\d+) ns$")
+REC = re.compile(r"^rec (\d+) (\d) (\d+)$", re.M)
+BURST = 10000  # clicks: 2 * BURST events
+BURST_US = 2  # one click every 2 us: as fast as the board goes
+
+
+def graded(task: int, points: int):
+    return pytest.mark.graded(task=task, points=points)
+
+
+def records(text: str) -> list[tuple[int, int, int]]:
+    return [(int(s), int(p), int(t)) for s, p, t in REC.findall(text)]
+
+
+def ring_size(vm: VmLab) -> int:
+    """BUTTON_RING_SIZE from the submission's button_event.h (the documented size)."""
+    try:
+        text = (vm.build.root / "src" / "button_event.h").read_text()
+    except OSError:
+        return 64
+    m = re.search(r"#\s*define\s+BUTTON_RING_SIZE\s+\(?(\d+)", text)
+    return int(m.group(1)) if m and 1 <= int(m.group(1)) <= 65536 else 64
+
+
+def loaded(vm: VmLab) -> None:
+    vm.load_module()
+
+
+# --- prerequisites --------------------------------------------------------------
+
+@pytest.mark.prereq
+def test_the_module_builds_with_no_warnings(vm_lab: VmLab) -> None:
+    if vm_lab.kbuild is None:
+        pytest.fail(vm_lab.broken or "the module was not built", pytrace=False)
+    b = vm_lab.kbuild
+    if not b.ok:
+        pytest.fail("button_driver.ko does not build against the VM kernel's headers (make in "
+                    "labs/03-fasync-button shows the same). The compiler's first errors:\n"
+                    + "\n".join("    | " + ln for ln in b.first_errors().splitlines()), pytrace=False)
+    if b.warnings:
+        pytest.fail("button_driver.c builds, but with warnings (the grader builds with W=1, like `make`); "
+                    "fix them:\n" + "\n".join("    | " + w for w in b.warnings[:10]), pytrace=False)
+
+
+@pytest.mark.prereq
+def test_buttonwatch_builds(vm_lab: VmLab) -> None:
+    vm_lab.build.program("buttonwatch")
+
+
+@pytest.mark.prereq
+def test_the_module_loads_and_creates_dev_button(vm: VmLab) -> None:
+    vm.load_module()
+    r = vm.run("test -c /dev/button", what="looking for /dev/button")
+    if not r.ok:
+        vm.fail("button_driver.ko loaded, but /dev/button is not a character device: does probe() "
+                "misc_register() a device named \"button\"? (Is the driver's name \"wb-button\", so that "
+                "it binds to the board's device?)")
+
+
+# --- Task 1: events in a ring; read and poll ------------------------------------------------
+
+@graded(task=1, points=2)
+def test_rmmod_frees_the_irq_and_removes_dev_button(vm: VmLab) -> None:
+    loaded(vm)
+    if vm.irq_count() is None:
+        vm.fail("/proc/interrupts has no IRQ for button_driver: probe() must request the button's IRQ "
+                "(devm_gpiod_get(), gpiod_to_irq(), devm_request_irq() with the name KBUILD_MODNAME).")
+    r = vm.run("rmmod button_driver", timeout=20, what="rmmod button_driver")
+    if not r.ok:
+        vm.fail(f"`rmmod button_driver` failed with no file open: {(r.stderr or r.stdout).strip()}. "
+                "A module must unload when nobody uses it (does it take a reference it never drops?).")
+    left = []
+    if vm.run("test -e /dev/button").ok:
+        left.append("/dev/button is still there (misc_deregister() in remove())")
+    if vm.irq_count() is not None:
+        left.append("its IRQ is still in /proc/interrupts (free the IRQ, or use devm_request_irq())")
+    if left:
+        vm.fail("After rmmod: " + "; ".join(left) + ".")
+    vm.load_module()
+    vm.button("click")  # the IRQ of the unloaded module is gone: the board just changes the line
+
+
+@graded(task=1, points=2)
+def test_a_blocking_read_returns_the_press_as_one_record(vm: VmLab) -> None:
+    loaded(vm)
+    p = vm.spawn("probe", "read", helper=True)
+    p.expect("^open$")
+    vm.button("press")
+    line = p.expect(r"^(read|read-error) ", msg="A reader was blocked in read(2) on /dev/button when the "
+                    "button was pressed.")
+    if line.startswith("read-error"):
+        vm.fail(p.explain(f"read(2) of /dev/button failed after a press ({line[11:]}): it should "
+                          "sleep until an event is in the ring, then return it."))
+    p.expect("^now ")
+    text = p.output()
+    n = int(re.search(r"^read (\d+)", text, re.M).group(1))
+    recs = records(text)
+    now = int(re.search(r"^now (\d+)", text, re.M).group(1))
+    if n != 16:
+        vm.fail(p.explain(f"After one press, read(2) with room for 4 records returned {n} bytes; "
+                          "expected exactly one struct button_event (16 bytes)."))
+    seq, pressed, t = recs[0]
+    if pressed != 1:
+        vm.fail(p.explain(f"The record of a press says pressed={pressed}; expected 1 (gpiod_get_value() is "
+                          "1 while the button is down: the line is active low)."))
+    if not (0 < t <= now and now - t < 30_000_000_000):
+        vm.fail(p.explain(f"The record's time_ns {t} is not a CLOCK_MONOTONIC time in the last seconds "
+                          f"(now: {now}): use ktime_get_ns() in the handler."))
+    if seq < 1:
+        vm.fail(p.explain("The record's seq is 0: number the events from 1."))
+
+
+@graded(task=1, points=2)
+def test_a_release_is_read_as_a_released_record_with_the_next_seq(vm: VmLab) -> None:
+    loaded(vm)
+    s = vm.spawn("probe", "hold", helper=True)
+    s.expect("^open$")
+    vm.button("press")
+    vm.button("release")
+    s.signal("USR1")
+    s.expect("^drained ", msg="A reader held /dev/button open across a press and a release, then read it.")
+    got = records(s.output())
+    if len(got) != 2:
+        vm.fail(s.explain(f"A reader open across a press and a release read {len(got)} record(s); "
+                          "expected 2: one per interrupt, each whole."))
+    (s1, p1, t1), (s2, p2, t2) = got
+    if (p1, p2) != (1, 0):
+        vm.fail(s.explain(f"Press then release gave pressed={p1} then pressed={p2}; expected 1 then 0."))
+    if s2 != s1 + 1:
+        vm.fail(s.explain(f"Press then release gave seq {s1} then {s2}; expected consecutive numbers."))
+    if t2 < t1:
+        vm.fail(s.explain(f"The release's time_ns {t2} is before the press's {t1}."))
+
+
+@graded(task=1, points=1)
+def test_a_nonblocking_read_of_an_empty_device_fails_with_eagain(vm: VmLab) -> None:
+    loaded(vm)
+    p = vm.spawn("probe", "nonblock", helper=True)
+    line = p.expect(r"^read ")
+    if line != "read -1 EAGAIN":
+        vm.fail(p.explain(f"read(2) with O_NONBLOCK on an empty /dev/button gave `{line}`; expected -1 with "
+                          "errno EAGAIN (check file->f_flags & O_NONBLOCK before sleeping)."))
+
+
+@graded(task=1, points=2)
+def test_poll_reports_pollin_after_a_press_and_not_before(vm: VmLab) -> None:
+    loaded(vm)
+    p = vm.spawn("probe", "poll", helper=True)
+    before = p.expect(r"^before ")
+    p.expect("^open$")
+    if before != "before 0 0":
+        vm.fail(p.explain(f"poll(2) on a freshly opened /dev/button said `{before}` (ready count, revents); "
+                          "nothing has happened yet, so it should report nothing (0)."))
+    vm.button("press")
+    after = p.expect(r"^after ", msg="A process was sleeping in poll(2) for POLLIN when the button was pressed.")
+    m = re.match(r"after (-?\d+) (\S+)", after)
+    if not m or m.group(1) != "1" or not int(m.group(2), 16) & 0x1:
+        vm.fail(p.explain(f"After a press, poll(2) said `{after}`; expected 1 ready with POLLIN. Call "
+                          "poll_wait() on the queue the handler wakes, and return EPOLLIN | EPOLLRDNORM "
+                          "when the ring has a record."))
+    p.expect(r"^drained 1$", msg="poll(2) said POLLIN: one record should then be there to read.")
+
+
+@graded(task=1, points=1)
+def test_two_open_files_each_read_every_event(vm: VmLab) -> None:
+    loaded(vm)
+    a = vm.spawn("probe", "read", helper=True)
+    b = vm.spawn("probe", "read", helper=True)
+    a.expect("^open$")
+    b.expect("^open$")
+    vm.button("press")
+    for p in (a, b):
+        p.expect(r"^(read|read-error)", msg="Two processes had /dev/button open when the button was pressed; "
+                 "each should read the event (every open file has its own ring).")
+        p.expect("^now ")
+    ra, rb = records(a.output()), records(b.output())
+    if len(ra) != 1 or len(rb) != 1 or ra[0][:2] != rb[0][:2] or ra[0][1] != 1:
+        vm.fail(f"Two readers of one press read {ra} and {rb} (seq, pressed, time); expected the same "
+                "single press record in both.")
+
+
+# --- Task 2: fasync: SIGIO to the owners ---------------------------------------------------------
+
+@graded(task=2, points=2)
+def test_a_press_sends_sigio_to_the_registered_owner(vm: VmLab) -> None:
+    loaded(vm)
+    p = vm.spawn("probe", "sigio", helper=True)
+    p.expect("^registered")
+    vm.button("press")
+    got = p.expect(r"^(got|no-signal)", timeout=8, msg="A process had set F_SETOWN and O_ASYNC on /dev/button "
+                   "and waited for SIGIO when the button was pressed.")
+    if not got.startswith("got SIGIO"):
+        vm.fail(p.explain("No SIGIO arrived after a press. Implement .fasync with fasync_helper() and call "
+                          "kill_fasync(&queue, SIGIO, POLL_IN) in the interrupt handler."))
+    p.expect(r"^drained 1$", msg="After the SIGIO the press's record should be there to read.")
+
+
+@graded(task=2, points=1)
+def test_with_f_setsig_the_signal_carries_poll_in_and_the_fd(vm: VmLab) -> None:
+    loaded(vm)
+    p = vm.spawn("probe", "sigio", "-s", helper=True)
+    p.expect("^registered")
+    vm.button("press")
+    got = p.expect(r"^(got|no-signal)", timeout=8)
+    m = re.match(r"got (\S+) code (-?\d+) fd (-?\d+) myfd (-?\d+)", got)
+    if not m or m.group(1) != "SIGRTMIN":
+        vm.fail(p.explain("With F_SETSIG set to SIGRTMIN, a press should send SIGRTMIN (kill_fasync() sends "
+                          "the file's F_SETSIG signal)."))
+    if m.group(2) != "1" or m.group(3) != m.group(4):
+        vm.fail(p.explain(f"The siginfo of the signal says si_code {m.group(2)} and si_fd {m.group(3)}; "
+                          f"expected POLL_IN (1) and the registered fd {m.group(4)}: pass POLL_IN as "
+                          "kill_fasync()'s band."))
+
+
+@graded(task=2, points=2)
+def test_two_registered_processes_both_get_the_signal(vm: VmLab) -> None:
+    loaded(vm)
+    a = vm.spawn("probe", "sigio", helper=True)
+    b = vm.spawn("probe", "sigio", helper=True)
+    a.expect("^registered")
+    b.expect("^registered")
+    vm.button("press")
+    for who, p in (("first", a), ("second", b)):
+        got = p.expect(r"^(got|no-signal)", timeout=8)
+        if not got.startswith("got SIGIO"):
+            vm.fail(p.explain(f"Two processes were registered for SIGIO; the {who} got nothing from a press. "
+                              "One fasync list for the device, with an entry per file: fasync_helper() "
+                              "with the same &queue for every file."))
+
+
+@graded(task=2, points=2)
+def test_a_closed_file_gets_no_more_signals(vm: VmLab) -> None:
+    loaded(vm)
+    p = vm.spawn("probe", "sigio", "-c", helper=True)
+    p.expect("^registered")
+    vm.button("press")
+    got = p.expect(r"^(got|no-signal)", timeout=8)
+    if not got.startswith("got SIGIO"):
+        vm.fail(p.explain("No SIGIO arrived after a press while the file was registered."))
+    p.expect("^closed$")
+    vm.button("release")
+    vm.button("click")
+    p.signal("USR1")
+    after = p.expect(r"^after-close ")
+    if after != "after-close nothing":
+        vm.fail(p.explain(f"After the process closed /dev/button, presses still signalled it ({after}): "
+                          "the closed file must be off the fasync list."))
+
+
+@graded(task=2, points=1)
+def test_rmmod_while_the_device_is_open_is_refused_or_safe(vm: VmLab) -> None:
+    loaded(vm)
+    p = vm.spawn("probe", "sigio", helper=True)
+    p.expect("^registered")
+    r = vm.run("rmmod button_driver", timeout=20, what="rmmod button_driver while /dev/button is open")
+    if r.ok:
+        # It went: closing the file must not run code of the unloaded module.
+        vm.button("press")
+        p.kill()
+        vm.run("sleep 0.2")
+        vm.load_module()
+        vm.fail("`rmmod button_driver` succeeded while a process had /dev/button open (nothing "
+                "oopsed this time, but the open file's operations belong to the unloaded module): "
+                "set .owner = THIS_MODULE in the file_operations.")
+    vm.button("press")
+    got = p.expect(r"^(got|no-signal)", timeout=8)
+    if not got.startswith("got SIGIO"):
+        vm.fail(p.explain("rmmod was refused (good), but the driver should go on working: the registered "
+                          "process got no SIGIO from the next press."))
+
+
+# --- Task 3: buttonwatch --------------------------------------------------------------------------
+
+def watch(vm: VmLab):
+    loaded(vm)
+    w = vm.spawn("buttonwatch")
+    w.expect("^ready", msg="buttonwatch prints a line starting with `ready` once F_SETOWN and O_ASYNC are set.")
+    return w
+
+
+def expect_event(vm: VmLab, w, state: str) -> tuple[int, int]:
+    line = w.expect(r"^event [0-9]+: ", msg=f"The button was {state} while buttonwatch was running; it should "
+                    f"report `event N: {state} at T ns` from its SIGIO handler.")
+    m = EVENT.match(line)
+    if not m or m.group(2) != state:
+        vm.fail(w.explain(f"The button was {state}; buttonwatch printed `{line}`, expected "
+                          f"`event N: {state} at T ns`."))
+    return int(m.group(1)), int(m.group(3))
+
+
+@graded(task=3, points=2)
+def test_buttonwatch_reports_a_press(vm: VmLab) -> None:
+    w = watch(vm)
+    vm.button("press")
+    expect_event(vm, w, "pressed")
+
+
+@graded(task=3, points=2)
+def test_buttonwatch_reports_a_release(vm: VmLab) -> None:
+    w = watch(vm)
+    vm.button("press")
+    seq1, t1 = expect_event(vm, w, "pressed")
+    vm.button("release")
+    seq2, t2 = expect_event(vm, w, "released")
+    if seq2 != seq1 + 1 or t2 < t1:
+        vm.fail(w.explain(f"Press then release were reported as events {seq1} and {seq2} at {t1} and {t2} ns: "
+                          "expected consecutive numbers and increasing times."))
+
+
+def stop_with(vm: VmLab, sig: str) -> None:
+    w = watch(vm)
+    vm.button("click")
+    expect_event(vm, w, "pressed")
+    expect_event(vm, w, "released")
+    w.signal(sig)
+    st = w.wait_exit()
+    if st != 0:
+        vm.fail(w.explain(f"After SIG{sig}, buttonwatch should close the device and exit with status 0."))
+
+
+@graded(task=3, points=1)
+def test_buttonwatch_exits_0_on_sigint(vm: VmLab) -> None:
+    stop_with(vm, "INT")
+
+
+@graded(task=3, points=1)
+def test_buttonwatch_exits_0_on_sigterm(vm: VmLab) -> None:
+    stop_with(vm, "TERM")
+
+
+@graded(task=3, points=1)
+def test_buttonwatch_s_handler_calls_only_async_signal_safe_functions(vm: VmLab) -> None:
+    w = watch(vm)
+    vm.button("click")
+    vm.button("click")
+    for _ in range(2):
+        expect_event(vm, w, "pressed")
+        expect_event(vm, w, "released")
+    w.signal("TERM")
+    w.wait_exit()
+    found = w.sigsafe()
+    if found:
+        vm.fail(w.explain("buttonwatch's signal handlers call functions that are not async-signal-safe "
+                          "(signal-safety(7)): print with write(2), or set a flag and print in main()."))
+
+
+@graded(task=3, points=1)
+def test_presses_after_buttonwatch_exits_reach_nobody_and_oops_nothing(vm: VmLab) -> None:
+    w = watch(vm)
+    vm.button("press")
+    expect_event(vm, w, "pressed")
+    w.signal("INT")
+    if w.wait_exit() != 0:
+        vm.fail(w.explain("buttonwatch did not exit with status 0 after SIGINT."))
+    vm.button("release")
+    vm.button("click")
+    p = vm.spawn("probe", "sigio", helper=True)
+    p.expect("^registered")
+    vm.button("press")
+    got = p.expect(r"^(got|no-signal)", timeout=8)
+    if not got.startswith("got SIGIO"):
+        vm.fail(p.explain("After buttonwatch exited, a new registered process got no SIGIO from a press."))
+
+
+# --- Task 4: a burst; a clean kernel log ---------------------------------------------------------
+
+@graded(task=4, points=3)
+def test_a_10000_press_burst_keeps_the_newest_ring_size_records_in_order(vm: VmLab) -> None:
+    loaded(vm)
+    size = ring_size(vm)
+    irq0 = vm.irq_count()
+    if irq0 is None:
+        vm.fail("/proc/interrupts has no IRQ for button_driver: probe() must request the button's IRQ.")
+    p = vm.spawn("probe", "burst", str(BURST), str(BURST_US), helper=True)
+    p.expect(r"^burst-done$", timeout=60, msg=f"`button burst {BURST} {BURST_US}` (a click every {BURST_US} us) "
+             "ran while the probe held /dev/button open without reading.")
+    p.expect(r"^drained ", timeout=20)
+    text = p.output()
+    before = int(re.search(r"^before (\d+)", text, re.M).group(1))
+    irqs = vm.irq_count() - irq0 - 2  # the click before the burst
+    after = records(text.split("burst-done", 1)[1])
+    want = min(irqs, size)
+    if "partial" in text or "read-error" in text:
+        vm.fail(p.explain("Reading the ring after the burst returned a partial record or an error."))
+    if len(after) != want:
+        vm.fail(p.explain(f"The burst made {irqs} interrupts while the reader did not read; reading then "
+                          f"gave {len(after)} records, expected {want} (BUTTON_RING_SIZE = {size}: the ring "
+                          "keeps the newest ones, overwriting the oldest)."))
+    seqs = [s for s, _, _ in after]
+    last = before + irqs
+    if seqs != list(range(last - want + 1, last + 1)):
+        vm.fail(p.explain(f"After the burst the ring held seq {seqs[0]}..{seqs[-1]} "
+                          f"({'not consecutive' if seqs != list(range(seqs[0], seqs[0] + len(seqs))) else 'consecutive'});"
+                          f" expected the newest {want}: {last - want + 1}..{last} (one seq per interrupt, "
+                          "the oldest overwritten when the ring is full)."))
+    states = [pr for _, pr, _ in after]
+    if any(a == b for a, b in zip(states, states[1:])) or states[-1] != 0:
+        vm.fail(p.explain("After the burst the records do not alternate pressed/released ending with a "
+                          "release: read the line's value in the handler (gpiod_get_value())."))
+    times = [t for _, _, t in after]
+    if times != sorted(times):
+        vm.fail(p.explain("After the burst the records' times are not in increasing order."))
+
+
+@graded(task=4, points=2)
+def test_the_kernel_log_has_no_warning_bug_or_oops(vm: VmLab) -> None:
+    loaded(vm)
+    n = vm.irq_count()
+    if not n:
+        vm.fail("button_driver has handled no interrupt yet (its IRQ is not in /proc/interrupts, or "
+                "its count is 0), so this lab's kernel log says nothing about it.")
+    log = vm.run("dmesg", timeout=15, what="dmesg").stdout
+    bad = [ln for ln in log.splitlines()
+           if re.search(r"WARNING:|BUG:|Oops|kernel BUG|general protection|Call Trace", ln)]
+    if vm.warnings or bad:
+        shown = "\n".join(bad[:12]) if bad else vm.warnings[0]
+        vm.fail("During this lab the kernel logged a WARNING, BUG or Oops:\n"
+                + "\n".join("    | " + ln for ln in shown.splitlines()))

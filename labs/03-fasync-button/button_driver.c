@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * button_driver.c - a push button as a character device that signals
+ *
+ * A platform driver for the board's "wb-button" device.  It takes the
+ * button's GPIO line and its interrupt, and makes a misc device,
+ * /dev/button.  Every interrupt (the button went down or came up) becomes
+ * one struct button_event (button_event.h): the new state, a
+ * CLOCK_MONOTONIC timestamp and a sequence number.
+ *
+ * Each open file of /dev/button has its own ring of BUTTON_RING_SIZE
+ * records, so several programs can watch the button and each sees every
+ * event.  When a reader falls behind, its oldest record is overwritten: a
+ * reader always gets the newest BUTTON_RING_SIZE records, and a jump in
+ * the sequence numbers tells it how many it missed.
+ *
+ * Signal-driven I/O: the files that asked for it (fcntl O_ASYNC) are on
+ * one fasync list for the device; the interrupt handler calls
+ * kill_fasync() on it after recording the event, and every registered
+ * owner gets SIGIO.
+ *
+ *	read(2)		one or more whole records; blocks while the ring is
+ *			empty, or fails with EAGAIN under O_NONBLOCK
+ *	poll(2)		POLLIN while the ring has a record
+ *	fcntl O_ASYNC	SIGIO (or the F_SETSIG signal) at every event
+ *
+ * Load the board first:  insmod wb_board.ko; insmod button_driver.ko
+ */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/fs.h>
+#include <linux/gpio/consumer.h>
+#include <linux/interrupt.h>
+#include <linux/ktime.h>
+#include <linux/list.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/platform_device.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/uaccess.h>
+#include <linux/wait.h>
+
+#include "button_event.h"
+
+#define BUTTON_NAME	"button"
+
+/* The device: one per board, made at probe. */
+struct button_dev {
+	struct gpio_desc *gpio;
+	int irq;
+	struct miscdevice misc;
+
+	spinlock_t lock;		/* @readers, @seq, and every ring */
+	struct list_head readers;	/* open files: struct button_reader */
+	u32 seq;			/* sequence number of the last event */
+	wait_queue_head_t wait;		/* readers sleeping in read or poll */
+	struct fasync_struct *async_queue;	/* files with O_ASYNC set */
+};
+
+/* One open file: its ring of events not yet read. */
+struct button_reader {
+	struct button_dev *bdev;
+	struct list_head node;		/* in bdev->readers */
+	unsigned int head;		/* index of the oldest record */
+	unsigned int count;		/* records in the ring */
+	struct button_event ring[BUTTON_RING_SIZE];
+};
+
+/*
+ * The rings.  Adding an event to a full ring overwrites the oldest one;
+ * taking one takes the oldest.  Both run under bdev->lock.
+ */
+/* TODO 1: ring helpers: push (overwrite the oldest when full), pop. */
+
+/*
+ * The interrupt handler: hard-IRQ context, interrupts off.  It may not
+ * sleep, so: a spinlock, no allocation, no copy_to_user.  kill_fasync()
+ * is safe here.
+ */
+static irqreturn_t button_irq(int irq, void *data)
+{
+	struct button_dev *bdev = data;
+	/*
+	 * The new state is the line's value now (gpiod_get_value(): 1 while
+	 * pressed, the board's line is active low), the time ktime_get_ns().
+	 */
+	/* TODO 1: record the event in every reader's ring, wake the readers. */
+	/* The band argument is a POLL_* code (POLL_IN), not a poll(2) bit. */
+	/* TODO 2: signal every file on the fasync list: kill_fasync(). */
+	(void)bdev;
+	return IRQ_HANDLED;
+}
+
+static int button_open(struct inode *inode, struct file *file)
+{
+	/* TODO 1: allocate a reader, add it to the list, file->private_data. */
+	return 0;
+}
+
+/*
+ * The last close.  The VFS has already taken this file off the fasync
+ * list (__fput() calls ->fasync(-1, file, 0) when O_ASYNC is set, before
+ * ->release), so there is nothing to do for signals here.
+ */
+static int button_release(struct inode *inode, struct file *file)
+{
+	/* TODO 1: take the reader off the list under the lock, free it. */
+	return 0;
+}
+
+static ssize_t button_read(struct file *file, char __user *buf, size_t len,
+			   loff_t *ppos)
+{
+	/*
+	 * Whole records only: EINVAL when len is smaller than one.  While
+	 * the ring is empty: EAGAIN under O_NONBLOCK, else sleep in
+	 * wait_event_interruptible().  Then copy as many records as fit.
+	 */
+	/* TODO 1: read(2): whole records, blocking or EAGAIN. */
+	return -ENOSYS;
+}
+
+static __poll_t button_poll(struct file *file, poll_table *wait)
+{
+	/* TODO 1: poll_wait(), then EPOLLIN | EPOLLRDNORM if there is one. */
+	return 0;
+}
+
+/* fcntl(F_SETFL) changed O_ASYNC: put the file on the list or take it off. */
+static int button_fasync(int fd, struct file *file, int on)
+{
+	/* TODO 2: let fasync_helper() add or remove the file. */
+	return 0;
+}
+
+static const struct file_operations button_fops = {
+	.owner		= THIS_MODULE,	/* no rmmod while a file is open */
+	.open		= button_open,
+	.release	= button_release,
+	.read		= button_read,
+	.poll		= button_poll,
+	.fasync		= button_fasync,
+	.llseek		= no_llseek,
+};
+
+static int button_probe(struct platform_device *pdev)
+{
+	struct device *dev = &pdev->dev;
+	struct button_dev *bdev;
+	int ret;
+
+	bdev = devm_kzalloc(dev, sizeof(*bdev), GFP_KERNEL);
+	if (!bdev)
+		return -ENOMEM;
+	spin_lock_init(&bdev->lock);
+	INIT_LIST_HEAD(&bdev->readers);
+	init_waitqueue_head(&bdev->wait);
+
+	/*
+	 * The board file binds the button's line to this device as
+	 * "button": devm_gpiod_get() it as an input, ask gpiod_to_irq() for
+	 * its IRQ, and request that on both edges with devm_request_irq().
+	 */
+	/* TODO 1: the line, its IRQ, and devm_request_irq() on both edges. */
+	(void)button_irq;	/* remove when you call devm_request_irq() */
+
+	bdev->misc.minor = MISC_DYNAMIC_MINOR;
+	bdev->misc.name = BUTTON_NAME;
+	bdev->misc.fops = &button_fops;
+	bdev->misc.parent = dev;
+	bdev->misc.mode = 0444;
+	ret = misc_register(&bdev->misc);
+	if (ret)
+		return dev_err_probe(dev, ret, "cannot register /dev/%s\n",
+				     BUTTON_NAME);
+
+	platform_set_drvdata(pdev, bdev);
+	dev_info(dev, "/dev/%s ready, IRQ %d\n", BUTTON_NAME, bdev->irq);
+	return 0;
+}
+
+/*
+ * rmmod: no file is open (each one pins the module through .owner).  The
+ * devm IRQ is freed after this returns, so the handler may run once more:
+ * it finds the list of readers empty.
+ */
+static int button_remove(struct platform_device *pdev)
+{
+	struct button_dev *bdev = platform_get_drvdata(pdev);
+
+	misc_deregister(&bdev->misc);
+	return 0;
+}
+
+static struct platform_driver button_driver = {
+	.probe	= button_probe,
+	.remove	= button_remove,
+	.driver	= {
+		.name			= "wb-button",
+		/* unbinding through sysfs would pull the device from under
+		 * open files: allow it only through rmmod */
+		.suppress_bind_attrs	= true,
+	},
+};
+module_platform_driver(button_driver);
+
+MODULE_DESCRIPTION("Push button as a character device with SIGIO notification");
+MODULE_LICENSE("GPL");
