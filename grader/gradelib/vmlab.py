@@ -280,7 +280,9 @@ class VmLab:
         sandbox.make_writable(out)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(out), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         c = sandbox.Contained(["make", "-s", "-C", str(k), f"M={out}", "modules", "W=1"], cwd=out,
-                              writable=[out], env=env, stdin=False, readonly=[self.build.root.parent],
+                              # the headers may live under /tmp, which the sandbox replaces
+                              writable=[out], env=env, stdin=False,
+                              readonly=[self.build.root.parent, k.parent],
                               limits=Limits(cpu_seconds=240, processes=64, file_size=64 << 20,
                                             address_space=None))
         ex = c.wait(timeout=300.0)

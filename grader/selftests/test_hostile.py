@@ -6,8 +6,12 @@ no process survives.
 
 Host cases: grader/hostile/host/NAME.c replaces every program of a copy of the
 lab's starter (so the corpus does not depend on program names).  Prepared
-cases: grader/hostile/NAME/ is a submission with EXPECT.json beside its labs:
-{"lab": N, "score": S, "report_contains": ["..."]}.
+cases: grader/hostile/NAME/EXPECT.json:
+    {"lab": N, "score": S, "report_contains": ["..."],
+     "from": "solutions",                       (optional: start from a copy of that folder's lab)
+     "edits": [{"file": F, "find": A, "replace": B, "why": "..."}]}   (each A must occur exactly once)
+and any lab folders beside it are the submission as they are.  Edits keep a
+defect next to the solution it breaks, instead of a second copy that drifts.
 """
 from __future__ import annotations
 
@@ -106,10 +110,24 @@ def _prepared_cases() -> list[str]:
     return sorted(p.name for p in HOSTILE.iterdir() if (p / "EXPECT.json").is_file()) if HOSTILE.is_dir() else []
 
 
+def _prepared_submission(case: str, expect: dict, dest: Path) -> Path:
+    sub = dest / "submission"
+    shutil.copytree(HOSTILE / case, sub, ignore=shutil.ignore_patterns("EXPECT.json"))
+    if "from" in expect:
+        for lab in (REPO / expect["from"]).glob(f"{expect['lab']:02d}-*"):
+            shutil.copytree(lab, sub / lab.name, dirs_exist_ok=True)
+    for edit in expect.get("edits", []):
+        f = sub / edit["file"]
+        text = f.read_text()
+        assert text.count(edit["find"]) == 1, f"{case}: {edit['file']} no longer has exactly one {edit['find']!r}"
+        f.write_text(text.replace(edit["find"], edit["replace"]))
+    return sub
+
+
 @pytest.mark.parametrize("case", _prepared_cases())
-def test_prepared_hostile_submission(case: str) -> None:
+def test_prepared_hostile_submission(case: str, tmp_path: Path) -> None:
     expect = json.loads((HOSTILE / case / "EXPECT.json").read_text())
-    s = run_grading(HOSTILE / case, lab=expect["lab"], timeout=900)
+    s = run_grading(_prepared_submission(case, expect, tmp_path), lab=expect["lab"], timeout=900)
     report = s.text + "\n" + "\n".join(r["message"] for r in s.results)
     assert s.score == expect["score"], f"{case}: scored {s.score}/{s.max_score}, expected {expect['score']}:\n{report}"
     for words in expect.get("report_contains", []):
