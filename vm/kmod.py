@@ -24,6 +24,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -37,6 +38,12 @@ MODPOST = re.compile(r"^(?:WARNING|ERROR): modpost: .*$", re.M)
 
 class KmodError(Exception):
     """The build could not even start (no headers, no make): a one-line message."""
+
+
+# How a build is run: (argv, cwd, timeout) -> (exit status, or None when it
+# timed out; everything it printed). The grader passes one that runs the
+# build inside its sandbox, because a Kbuild file is a makefile.
+Runner = Callable[[list[str], Path, float], tuple[Optional[int], str]]
 
 
 @dataclass
@@ -53,7 +60,7 @@ class ModuleBuild:
         if self.timed_out:
             return "the module build did not finish within its time limit"
         picked = self.errors or MODPOST.findall(self.log) or self.log.strip().splitlines()[-lines:]
-        return "\n".join(picked[:lines])
+        return "\n".join(picked[:lines]) or "(kbuild printed nothing)"
 
 
 def kdir() -> Path:
@@ -63,40 +70,54 @@ def kdir() -> Path:
     return fetch.CACHE / version / "kdir"
 
 
-def build_module(src: Path, out: Path, *, w1: bool = False, extra_cflags: str = "",
-                 timeout: float = 300.0, env: dict[str, str] | None = None) -> ModuleBuild:
-    """Copy src's module sources into out and run kbuild there."""
+def run_here(argv: list[str], cwd: Path, timeout: float) -> tuple[Optional[int], str]:
+    """The default Runner: a plain subprocess, without a parent make's flags."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
+    try:
+        res = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+                             stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise KmodError(f"{argv[0]} not found: run `make deps`") from None
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout or ""
+        return None, out.decode(errors="replace") if isinstance(out, bytes) else out
+    return res.returncode, res.stdout + res.stderr
+
+
+def build_module(src: Path, out: Path, *, w1: bool = False, extra_cflags: str = "", timeout: float = 300.0,
+                 module: str | None = None, runner: Runner = run_here) -> ModuleBuild:
+    """Copy src's module sources into out and run kbuild there.
+
+    module: the name the build must produce (NAME.ko); a build that makes
+    other modules only is a failure that says what Kbuild must say.
+    """
     k = kdir()
     if not (src / "Kbuild").is_file():
-        return ModuleBuild(False, f"{src}: no Kbuild file (it names the module: obj-m += name.o)",
-                           errors=[f"{src.name}/Kbuild is missing"])
+        wanted = module or "name"
+        return ModuleBuild(False, "", errors=[f"{src.name}/Kbuild is missing (it names the module: "
+                                              f"obj-m += {wanted}.o)"])
     out.mkdir(parents=True, exist_ok=True)
     for pattern in SOURCES:
         for f in src.glob(pattern):
             if f.is_file() and not f.is_symlink():
                 shutil.copyfile(f, out / f.name)
-    cmd = ["make", "-s", "-C", str(k), f"M={out}", "modules"]
+    argv = ["make", "-s", "-C", str(k), f"M={out}", "modules"]
     if w1:
-        cmd.append("W=1")
+        argv.append("W=1")
     if extra_cflags:
-        cmd.append(f"EXTRA_CFLAGS={extra_cflags}")
-    run_env = dict(os.environ, **(env or {}))
-    run_env.pop("MAKEFLAGS", None)  # a parent make's -j or -s must not leak in
-    run_env.pop("MFLAGS", None)
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env,
-                             stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise KmodError("make not found: run `make deps`") from None
-    except subprocess.TimeoutExpired as e:
-        log = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return ModuleBuild(False, log, timed_out=True)
-    log = res.stdout + res.stderr
+        argv.append(f"EXTRA_CFLAGS={extra_cflags}")
+    status, log = runner(argv, out, timeout)
     log = log.replace(str(out) + "/", "")
-    build = ModuleBuild(res.returncode == 0, log, warnings=WARNING.findall(log), errors=ERROR.findall(log))
+    if status is None:
+        return ModuleBuild(False, log, timed_out=True)
+    build = ModuleBuild(status == 0, log, warnings=WARNING.findall(log), errors=ERROR.findall(log))
     if build.ok:
         build.kos = {p.stem: p for p in sorted(out.glob("*.ko"))}
-        if not build.kos:
+        if module is not None and module not in build.kos:
+            build.ok = False
+            build.errors = [f"kbuild made {', '.join(sorted(build.kos)) or 'no .ko file'}, not {module}.ko: "
+                            f"Kbuild must say obj-m += {module}.o"]
+        elif not build.kos:
             build.ok = False
             build.errors = ["kbuild made no .ko file: does Kbuild say obj-m += name.o?"]
     return build

@@ -27,7 +27,6 @@ Every failure is a VMError subclass with a one-line message.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import re
 import selectors

@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -51,7 +50,7 @@ from .sandbox import Limits, clean_text
 if str(REPO) not in sys.path:  # vm/ (the VM package) is at the top of the repository
     sys.path.append(str(REPO))
 
-from vm.kmod import ERROR as KERR, MODPOST, WARNING as KWARN, KmodError, kdir as kernel_headers  # noqa: E402
+from vm.kmod import KmodError, ModuleBuild, build_module, kdir as kernel_headers  # noqa: E402
 from vm.machine import CommandTimeout, Machine, VMError, find_oops  # noqa: E402
 
 GUEST_LAB = "/lab"
@@ -72,22 +71,6 @@ class VmLabSpec(LabSpec):
     module: str = ""
     helpers: dict[str, str] = field(default_factory=dict)
     board: bool = True
-
-
-@dataclass
-class ModuleBuildResult:
-    ok: bool
-    log: str
-    ko: Path | None = None
-    warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    timed_out: bool = False
-
-    def first_errors(self, lines: int = 15) -> str:
-        if self.timed_out:
-            return "(the build did not finish within its time limit)"
-        picked = self.errors or MODPOST.findall(self.log) or self.log.strip().splitlines()[-lines:]
-        return "\n".join(picked[:lines]) or "(kbuild printed nothing)"
 
 
 class GuestProc:
@@ -192,7 +175,7 @@ class VmLab:
         self.spec = spec
         self.build = build
         self.m: Machine | None = None
-        self.kbuild: ModuleBuildResult | None = None
+        self.kbuild: ModuleBuild | None = None
         self.programs: dict[str, Path | BuildFailed] = {}
         self.broken: str | None = None  # why the rest of the lab cannot run
         self.test_name = ""
@@ -236,10 +219,10 @@ class VmLab:
             files["/usr/bin/button"] = board_out / "button"
         if self.kbuild is not None and not self.kbuild.ok:
             self.broken = (f"{self.spec.folder}: the module does not build, so nothing of it can be tested. "
-                           f"The compiler's first errors:\n{_indent(self.kbuild.first_errors())}")
+                           f"The compiler's first errors:\n{_indent(self.kbuild.summary(15))}")
             return
-        if self.kbuild is not None and self.kbuild.ko is not None:
-            files[f"{GUEST_LAB}/{self.spec.module}.ko"] = self.kbuild.ko
+        if self.kbuild is not None and self.spec.module in self.kbuild.kos:
+            files[f"{GUEST_LAB}/{self.spec.module}.ko"] = self.kbuild.kos[self.spec.module]
         for name, got in self.programs.items():
             if isinstance(got, Path):
                 files[f"{GUEST_LAB}/{name}"] = got
@@ -263,40 +246,25 @@ class VmLab:
             return {"error": (res.stderr or res.stdout)[-2000:]}
         return {}
 
-    def _build_module(self, src: Path, out: Path) -> ModuleBuildResult:
+    def _build_module(self, src: Path, out: Path) -> ModuleBuild:
         """kbuild W=1 in the sandbox: a Kbuild file is a makefile and may run anything."""
-        if not (src / "Kbuild").is_file():
-            return ModuleBuildResult(False, "", errors=[
-                f"{self.spec.folder}/Kbuild is missing (it names the module: obj-m += {self.spec.module}.o)"])
         try:
             k = kernel_headers()
         except KmodError as e:
             raise RuntimeError(f"grader setup: {e}") from None
-        out.mkdir(parents=True, exist_ok=True)
-        for pattern in ("*.c", "*.h", "Kbuild"):
-            for f in src.glob(pattern):
-                if f.is_file() and not f.is_symlink():
-                    shutil.copyfile(f, out / f.name)
-        sandbox.make_writable(out)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(out), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-        c = sandbox.Contained(["make", "-s", "-C", str(k), f"M={out}", "modules", "W=1"], cwd=out,
-                              # the headers may live under /tmp, which the sandbox replaces
-                              writable=[out], env=env, stdin=False,
-                              readonly=[self.build.root.parent, k.parent],
-                              limits=Limits(cpu_seconds=240, processes=64, file_size=64 << 20,
-                                            address_space=None))
-        ex = c.wait(timeout=300.0)
-        log = (clean_text(ex.stdout) + clean_text(ex.stderr)).replace(str(out) + "/", "")
-        if ex.timed_out:
-            return ModuleBuildResult(False, log, timed_out=True)
-        ko = out / f"{self.spec.module}.ko"
-        res = ModuleBuildResult(ex.exitcode == 0 and ko.is_file(), log, ko=ko if ko.is_file() else None,
-                                warnings=KWARN.findall(log), errors=KERR.findall(log))
-        if ex.exitcode == 0 and not ko.is_file():
-            found = sorted(p.name for p in out.glob("*.ko"))
-            res.errors = [f"kbuild made {', '.join(found) or 'no .ko file'}, not {self.spec.module}.ko: "
-                          f"Kbuild must say obj-m += {self.spec.module}.o"]
-        return res
+
+        def contained(argv: list[str], cwd: Path, timeout: float) -> tuple[int | None, str]:
+            sandbox.make_writable(cwd)
+            env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+            c = sandbox.Contained(argv, cwd=cwd, writable=[cwd], env=env, stdin=False,
+                                  # the headers may live under /tmp, which the sandbox replaces
+                                  readonly=[self.build.root.parent, k.parent],
+                                  limits=Limits(cpu_seconds=240, processes=64, file_size=64 << 20,
+                                                address_space=None))
+            ex = c.wait(timeout=timeout)
+            return (None if ex.timed_out else ex.exitcode), clean_text(ex.stdout) + clean_text(ex.stderr)
+
+        return build_module(src, out, w1=True, module=self.spec.module, runner=contained)
 
     def _build_helper(self, name: str, source: str, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)

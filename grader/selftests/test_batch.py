@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 import zipfile

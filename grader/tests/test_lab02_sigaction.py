@@ -126,7 +126,7 @@ def _interrupted_reads(lab, *args: str):
 def test_without_sa_restart_the_read_fails_with_eintr_and_the_loop_reads_again(lab) -> None:
     out, (b, lines, sigs, intr) = _interrupted_reads(lab)
     assert (b, lines, sigs) == (11, 2, 2), out.explain(
-        f"Expected `bytes 11, lines 2, signals 2`: all the input, and both signals counted.")
+        "Expected `bytes 11, lines 2, signals 2`: all the input, and both signals counted.")
     assert intr == 2, out.explain(
         f"Two SIGUSR1 arrived while read() was blocked; without SA_RESTART each made read() fail with EINTR, so "
         f"expected `interrupted reads 2`, got {intr}. Install the handler with sa_flags = 0 when --restart is "
@@ -138,7 +138,7 @@ def test_without_sa_restart_the_read_fails_with_eintr_and_the_loop_reads_again(l
 def test_with_sa_restart_the_kernel_restarts_the_read(lab) -> None:
     out, (b, lines, sigs, intr) = _interrupted_reads(lab, "--restart")
     assert (b, lines, sigs) == (11, 2, 2), out.explain(
-        f"Expected `bytes 11, lines 2, signals 2`: all the input, and both signals counted.")
+        "Expected `bytes 11, lines 2, signals 2`: all the input, and both signals counted.")
     assert intr == 0 and "EINTR" not in out.stdout, out.explain(
         "With --restart the handler is installed with SA_RESTART: the kernel restarts the read after the handler "
         "and the loop never sees EINTR. Expected `interrupted reads 0`.")
@@ -249,8 +249,8 @@ def test_unblocking_delivers_each_pending_signal_once(lab) -> None:
         f"SIGINT (twice) and SIGUSR1 were sent while blocked; expected `pending: SIGINT SIGUSR1`, got "
         f"{held or ['none']}.")
     assert counts == {"SIGHUP": "0", "SIGINT": "1", "SIGUSR1": "1", "SIGUSR2": "0", "SIGTERM": "0"}, out.explain(
-        f"After `unblock` every pending signal is delivered once (two SIGINTs merged into one): expected "
-        f"SIGINT=1 SIGUSR1=1 and the rest 0. Restore the saved mask with sigprocmask(SIG_SETMASK, &old, NULL).")
+        "After `unblock` every pending signal is delivered once (two SIGINTs merged into one): expected "
+        "SIGINT=1 SIGUSR1=1 and the rest 0. Restore the saved mask with sigprocmask(SIG_SETMASK, &old, NULL).")
     assert after == [] and again == ["SIGTERM"], out.explain(
         f"After `unblock` nothing should be pending, and after `block` a SIGTERM should be held again: got "
         f"{after or ['none']} and {again or ['none']}.")
