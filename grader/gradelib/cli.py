@@ -182,7 +182,8 @@ def render(s: Summary, submission: Path) -> str:
     for x in s.results:
         labs.setdefault(x["lab"], []).append(x)
     next_step = None
-    width = 64
+    # wide enough for the longest lab title, so every score stands in one column
+    width = max([64] + [len(f"Lab {n}: {lab_title(rs[0]['folder'])}") + 2 for n, rs in labs.items()])
     for n in sorted(labs):
         rs = labs[n]
         folder = rs[0]["folder"]
