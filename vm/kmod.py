@@ -31,6 +31,7 @@ if not __package__:
 from vm import fetch  # noqa: E402
 
 SOURCES = ("*.c", "*.h", "Kbuild")
+BOARD = Path(__file__).resolve().parent.parent / "driver"
 WARNING = re.compile(r"^(\S+:\d+:\d+: warning: .*)$", re.M)
 ERROR = re.compile(r"^(\S+:\d+:\d+: (?:fatal )?error: .*)$", re.M)
 MODPOST = re.compile(r"^(?:WARNING|ERROR): modpost: .*$", re.M)
@@ -121,6 +122,15 @@ def build_module(src: Path, out: Path, *, w1: bool = False, extra_cflags: str = 
             build.ok = False
             build.errors = ["kbuild made no .ko file: does Kbuild say obj-m += name.o?"]
     return build
+
+
+def build_board(out: Path) -> dict[str, Path]:
+    """The simulated button board (driver/): {"wb_board.ko": ..., "button": ...} built in out."""
+    status, log = run_here(["make", "-s", "-C", str(BOARD), f"OUT={out}", "modules", "button"], BOARD, 600.0)
+    files = {name: out / name for name in ("wb_board.ko", "button")}
+    if status != 0 or not all(p.is_file() for p in files.values()):
+        raise KmodError("the button board (driver/) does not build:\n" + log[-2000:])
+    return files
 
 
 def main() -> int:

@@ -36,18 +36,6 @@ def say(msg: str) -> None:
     print(f"vm: {msg}", file=sys.stderr, flush=True)
 
 
-def build_board(out: Path) -> dict[str, Path]:
-    res = subprocess.run(["make", "-s", "-C", str(REPO / "driver"), f"OUT={out}"], capture_output=True, text=True)
-    if res.returncode != 0:
-        say("the button board (driver/) does not build:\n" + (res.stderr or res.stdout)[-1500:])
-        return {}
-    files = {}
-    for name in ("wb_board.ko", "button"):
-        if (out / name).is_file():
-            files[name] = out / name
-    return files
-
-
 def lab_folder(root: Path, number: int) -> Path | None:
     found = sorted(root.glob(f"{number:02d}-*"))
     return found[0] if found else None
@@ -92,7 +80,10 @@ def main() -> int:
     try:
         files: dict[str, Path] = {}
         if not args.no_build:
-            files.update(build_board(work / "board"))
+            try:
+                files.update(kmod.build_board(work / "board"))
+            except kmod.KmodError as e:
+                say(str(e))
             if args.lab is not None:
                 folder = lab_folder(args.submission, args.lab)
                 if folder is None:
@@ -104,9 +95,8 @@ def main() -> int:
                     say(str(e))
                     return 1
         guest = {f"/lab/{name}": path for name, path in files.items()}
-        guest["/usr/bin/button"] = files["button"] if "button" in files else b""
-        if "button" not in files:
-            del guest["/usr/bin/button"]
+        if "button" in files:
+            guest["/usr/bin/button"] = files["button"]
         try:
             initrd = machine.make_initrd(guest, cache / "busybox")
         except machine.VMError as e:

@@ -32,7 +32,6 @@ module, and Machine itself kills QEMU at exit and when this process dies.
 """
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -50,7 +49,7 @@ from .sandbox import Limits, clean_text
 if str(REPO) not in sys.path:  # vm/ (the VM package) is at the top of the repository
     sys.path.append(str(REPO))
 
-from vm.kmod import KmodError, ModuleBuild, build_module, kdir as kernel_headers  # noqa: E402
+from vm.kmod import KmodError, ModuleBuild, build_board, build_module, kdir as kernel_headers  # noqa: E402
 from vm.machine import CommandTimeout, Machine, VMError, find_oops  # noqa: E402
 
 GUEST_LAB = "/lab"
@@ -194,9 +193,15 @@ class VmLab:
             self.broken = str(e)
             return
         root = self.build.root
-        board_out = root / "board"
-        board: dict[str, object] = {}
-        t = threading.Thread(target=lambda: board.update(self._build_board(board_out)), daemon=True)
+        board: dict[str, object] = {}  # the board builds while the student's code does
+
+        def make_board() -> None:
+            try:
+                board["files"] = build_board(root / "board")
+            except KmodError as e:
+                board["error"] = str(e)
+
+        t = threading.Thread(target=make_board, daemon=True)
         if self.spec.board:
             t.start()
         if self.spec.module:
@@ -213,10 +218,11 @@ class VmLab:
         if self.spec.board:
             t.join()
             if "error" in board:
-                raise RuntimeError(f"grader bug: the button board does not build:\n{board['error']}")
-            files[f"{GUEST_LAB}/wb_board.ko"] = board_out / "wb_board.ko"
-            files[f"{GUEST_LAB}/button"] = board_out / "button"
-            files["/usr/bin/button"] = board_out / "button"
+                raise RuntimeError(f"grader bug: {board['error']}")
+            built: dict[str, Path] = board["files"]  # type: ignore[assignment]
+            files[f"{GUEST_LAB}/wb_board.ko"] = built["wb_board.ko"]
+            files[f"{GUEST_LAB}/button"] = built["button"]
+            files["/usr/bin/button"] = built["button"]
         if self.kbuild is not None and not self.kbuild.ok:
             self.broken = (f"{self.spec.folder}: the module does not build, so nothing of it can be tested. "
                            f"The compiler's first errors:\n{_indent(self.kbuild.summary(15))}")
@@ -237,14 +243,6 @@ class VmLab:
             r = self.m.run("insmod /lab/wb_board.ko && mkdir -p " + RUNS, timeout=30)
             if not r.ok:
                 self.broken = f"the button board did not load (a grader problem): {r.stderr.strip()}"
-
-    def _build_board(self, out: Path) -> dict[str, object]:
-        res = subprocess.run(["make", "-s", "-C", str(REPO / "driver"), f"OUT={out}", "modules", "button"],
-                             capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                             env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")})
-        if res.returncode != 0 or not (out / "wb_board.ko").is_file():
-            return {"error": (res.stderr or res.stdout)[-2000:]}
-        return {}
 
     def _build_module(self, src: Path, out: Path) -> ModuleBuild:
         """kbuild W=1 in the sandbox: a Kbuild file is a makefile and may run anything."""
