@@ -163,29 +163,8 @@ def library_closure(datas: list[bytes], have: set[str]) -> dict[str, Path]:
 
 # ---------------------------------------------------------------- agent, busybox
 
-def agent_binary() -> Path:
-    """vm/agent.c compiled static, rebuilt when the source is newer."""
-    out = BUILD / "agent"
-    if out.exists() and out.stat().st_mtime >= AGENT_SRC.stat().st_mtime:
-        return out
-    BUILD.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".agent-", dir=BUILD)
-    os.close(fd)
-    try:
-        res = subprocess.run(["gcc", *AGENT_CFLAGS, "-o", tmp, str(AGENT_SRC)], capture_output=True, text=True)
-    except FileNotFoundError:
-        os.unlink(tmp)
-        raise InitramfsError("gcc not found: run `make deps`")
-    if res.returncode != 0:
-        os.unlink(tmp)
-        first = next((l for l in res.stderr.splitlines() if "error" in l), res.stderr.strip()[:200])
-        raise InitramfsError(f"cannot build the VM agent: {first}")
-    os.replace(tmp, out)
-    return out
-
-
-def host_tool(name: str) -> Path:
-    """vm/NAME.c compiled for the host (vm/cache/build/NAME), rebuilt when the source is newer."""
+def _compiled(name: str, cflags: list[str]) -> Path:
+    """vm/NAME.c compiled into vm/cache/build/NAME, rebuilt when the source is newer."""
     src = HERE / f"{name}.c"
     out = BUILD / name
     if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
@@ -194,16 +173,26 @@ def host_tool(name: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=BUILD)
     os.close(fd)
     try:
-        res = subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", tmp, str(src)],
-                             capture_output=True, text=True)
+        res = subprocess.run(["gcc", *cflags, "-o", tmp, str(src)], capture_output=True, text=True)
     except FileNotFoundError:
         os.unlink(tmp)
         raise InitramfsError("gcc not found: run `make deps`")
     if res.returncode != 0:
         os.unlink(tmp)
-        raise InitramfsError(f"cannot build {src.name}: {res.stderr.strip()[:200]}")
+        first = next((l for l in res.stderr.splitlines() if "error" in l), res.stderr.strip()[:200])
+        raise InitramfsError(f"cannot build vm/{src.name}: {first}")
     os.replace(tmp, out)
     return out
+
+
+def agent_binary() -> Path:
+    """vm/agent.c compiled static, for the guest."""
+    return _compiled("agent", AGENT_CFLAGS)
+
+
+def host_tool(name: str) -> Path:
+    """vm/NAME.c compiled for the host."""
+    return _compiled(name, ["-O2", "-Wall", "-Wextra", "-Werror"])
 
 
 _applets: dict[tuple[str, float], list[str]] = {}
