@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import lzma
+import re
 import os
 import shutil
 import subprocess
@@ -75,12 +76,35 @@ def is_complete(d: Path) -> bool:
         return False
     if stamp.read_text().strip() != str(vmlinux.stat().st_size) or not (d / "busybox").is_file():
         return False
-    # The headers' Makefile names the -common headers by absolute path: a moved cache is stale.
+    return relative_include(d)
+
+
+def relative_include(d: Path) -> bool:
+    """Make the headers' Makefile include the -common headers by a path relative to itself.
+
+    Debian's -amd64 headers' Makefile is one line, `include /usr/src/linux-headers-X-common/Makefile`.
+    Pointing it at the cache by absolute path would tie the cache to where the repository was when it
+    was fetched (a moved or copied repository, or a sandbox that binds the headers elsewhere, would
+    build against a path that is not there); relative to the Makefile's own folder it works from
+    anywhere. Rewrites older caches in place; False when the Makefile is not one we know.
+    """
+    mk = d / "kdir" / "Makefile"
     try:
-        include = (d / "kdir" / "Makefile").read_text().split()[1]
-    except (OSError, IndexError):
+        text = mk.read_text()
+    except OSError:
         return False
-    return Path(include).is_file()
+    m = re.fullmatch(r"include\s+(\S.*/(linux-headers-[^/\s]+-common)/Makefile)\s*", text)
+    if m is None:
+        return False
+    common = m.group(2)
+    if not (mk.resolve().parent.parent / common / "Makefile").is_file():
+        return False
+    want = f"include $(dir $(lastword $(MAKEFILE_LIST)))../{common}/Makefile\n"
+    if text != want:
+        tmp = mk.with_name(f".Makefile.{os.getpid()}")
+        tmp.write_text(want)
+        os.replace(tmp, mk)
+    return True
 
 
 def decompress_vmlinux(vmlinuz: Path, out: Path) -> None:
@@ -134,11 +158,9 @@ def fetch(version: str, quiet: bool) -> Path:
         common = root / "usr/src" / f"linux-headers-{abi}-common"
         mk = kdir / "Makefile"
         text = mk.read_text()
-        # The -amd64 headers include the -common ones by an absolute /usr/src path.
-        fixed = text.replace(f"/usr/src/linux-headers-{abi}-common", str(dest / "root/usr/src" / common.name))
-        if fixed == text:
+        # The -amd64 headers include the -common ones by an absolute /usr/src path: make it relative.
+        if f"/usr/src/{common.name}/Makefile" not in text:
             raise FetchError(f"{mk}: unexpected content, cannot point it at the cached -common headers")
-        mk.write_text(fixed)
 
         decompress_vmlinux(root / "boot" / f"vmlinuz-{version}", tmp / "vmlinux")
         shutil.copy2(root / "boot" / f"config-{version}", tmp / "config")
@@ -148,6 +170,8 @@ def fetch(version: str, quiet: bool) -> Path:
         shutil.rmtree(root / "lib" / "modules", ignore_errors=True)
         shutil.rmtree(root / "boot")
         os.symlink(Path("root/usr/src") / kdir.name, tmp / "kdir")
+        if not relative_include(tmp):
+            raise FetchError(f"{mk}: cannot point it at the cached -common headers")
         (tmp / STAMP).write_text(f"{(tmp / 'vmlinux').stat().st_size}\n")
         tmp.rename(dest)
     except BaseException:

@@ -177,13 +177,65 @@ def find_oops(log: str) -> str | None:
     return None
 
 
-def kvm_usable() -> bool:
+_kvm_ok: bool | None = None
+
+
+def kvm_usable(qemu: str = QEMU) -> bool:
+    """Whether QEMU can run this VM under KVM here.
+
+    /dev/kvm opening read-write is not enough: under some nested hypervisors
+    KVM refuses the MSRs that `-cpu host` sets and QEMU aborts at start
+    ("kvm_buf_set_msrs: Assertion ... failed"). So QEMU is started once,
+    stopped (-S), with the same machine and CPU, and told to quit; the answer
+    is kept per host boot in vm/cache/build/kvm.txt. WORKBOOK_ACCEL=tcg (or
+    kvm) overrides the probe.
+    """
+    global _kvm_ok
+    forced = os.environ.get("WORKBOOK_ACCEL", "")
+    if forced in ("tcg", "kvm"):
+        return forced == "kvm"
+    if _kvm_ok is not None:
+        return _kvm_ok
     try:
         fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
     except OSError:
+        _kvm_ok = False
         return False
     os.close(fd)
-    return True
+    boot_id = _boot_id()
+    memo = initramfs.BUILD / "kvm.txt"
+    try:
+        key, value = memo.read_text().split()
+        if key == boot_id:
+            _kvm_ok = value == "yes"
+            return _kvm_ok
+    except (OSError, ValueError):
+        pass
+    path = shutil.which(qemu)
+    if path is None:
+        return False  # find_qemu() says what to do
+    try:
+        res = subprocess.run([path, "-M", MACHINE, "-accel", "kvm", "-cpu", "host", "-m", "64", "-nodefaults",
+                              "-no-user-config", "-display", "none", "-S", "-monitor", "stdio"],
+                             input=b"quit\n", capture_output=True, timeout=20)
+        _kvm_ok = res.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        _kvm_ok = False
+    try:
+        initramfs.BUILD.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}")
+        tmp.write_text(f"{boot_id} {'yes' if _kvm_ok else 'no'}\n")
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+    return _kvm_ok
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
 
 
 def find_qemu(qemu: str = QEMU) -> str:
@@ -233,10 +285,7 @@ def host_tsc_khz() -> int | None:
     global _tsc_khz
     if _tsc_khz is not None:
         return _tsc_khz
-    try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot_id = "unknown"
+    boot_id = _boot_id()
     memo = initramfs.BUILD / "tsckhz.txt"
     try:
         key, value = memo.read_text().split()
