@@ -87,9 +87,12 @@ def safe_copy(src: Path, dst: Path) -> list[str]:
     warnings: list[str] = []
     total = count = 0
     root = src.resolve()
+    dest = Path(os.path.realpath(dst))
     for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
         rel = Path(dirpath).relative_to(src)
-        dirnames[:] = sorted(d for d in dirnames if d not in (".git", "__pycache__"))
+        # not .git, and never the copy itself (a scratch folder inside the submission, via TMPDIR)
+        dirnames[:] = sorted(d for d in dirnames if d not in (".git", "__pycache__")
+                             and not Path(os.path.realpath(Path(dirpath) / d)).is_relative_to(dest.parent))
         for d in list(dirnames):
             if (Path(dirpath) / d).is_symlink():
                 warnings.append(f"skipped the folder link {rel / d}")

@@ -143,6 +143,8 @@ def _root_binds() -> list[str]:
     """The system, read-only: /usr, /etc, and /bin, /lib... as links where the system has links."""
     args: list[str] = []
     for d in SYSTEM_DIRS:
+        for parent in reversed(Path(d).parents[:-1]):  # traversable, unlike bwrap's own (0700 under root)
+            args += ["--perms", "0755", "--dir", str(parent)]
         if os.path.islink(d):
             args += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
