@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from . import sandbox
+from . import diagnose, sandbox
 from .sandbox import Limits, clean_text
 
 GRADER = Path(__file__).resolve().parent.parent
@@ -105,14 +105,19 @@ class Outcome:
     sigsafe: list[str]
     killed_for: str | None = None  # the sandbox's watchdog: memory or disk
     after_signal: str = ""  # what it printed after the test's first signal reached it
+    state: diagnose.ProcState | None = None  # where it was when the grader stopped waiting
+    stopped: str = ""  # the grader stopped it: why (instead of a timeout of its own)
 
     def describe(self) -> str:
         if self.flooded:
             return f"`{self.what}` printed more than {sandbox.OUTPUT_CAP // 1024} KiB and was killed (an output loop?)"
         if self.killed_for:
             return f"`{self.what}` was killed by the grader: {self.killed_for}"
+        if self.stopped:
+            return f"`{self.what}` was still running {self.stopped}; the grader stopped it"
         if self.timed_out:
-            return f"`{self.what}` did not finish within {self.timeout:g} s and was killed (blocked or in an endless loop?)"
+            where = f": it was {self.state.describe()}" if self.state else " (it had no process left to look at)"
+            return f"`{self.what}` did not finish within {self.timeout:g} s and was killed{where}"
         if self.signal is not None:
             hint = SIGNAL_HINTS.get(self.signal, "")
             return f"`{self.what}` was killed by {signame(self.signal)}" + (f" ({hint})" if hint else "")
@@ -199,10 +204,15 @@ class Proc:
                 if self.c.out.eof or left <= 0:
                     break
                 self.c.cond.wait(min(left, 0.5))
-        reason = "it stopped printing" if self.c.out.eof else f"nothing matched within {timeout:g} s"
-        out = self._finish(1.0)
-        pytest.fail(out.explain(f"Expected `{self.what}` to print a line matching /{pattern}/, but {reason}."),
-                    pytrace=False)
+        if self.c.out.eof:
+            out = self._finish(1.0)
+            pytest.fail(out.explain(f"Expected `{self.what}` to print a line matching /{pattern}/, but it stopped "
+                                    f"printing."), pytrace=False)
+        out = self._finish(0.0)  # it is stuck: look where, now, and stop it
+        where = f" At that moment it was {out.state.describe()}." if out.state else ""
+        out.stopped = "when the grader gave up waiting for that line"
+        pytest.fail(out.explain(f"Expected `{self.what}` to print a line matching /{pattern}/, but nothing matched "
+                                f"within {timeout:g} s.{where} The grader stopped it."), pytrace=False)
 
     def output(self) -> str:
         return clean_text(self.c.stdout_snapshot())
@@ -218,6 +228,7 @@ class Proc:
             what=self.what, exitcode=ex.exitcode, signal=ex.signal, timed_out=ex.timed_out, timeout=timeout,
             flooded=ex.flooded, stdout=clean_text(ex.stdout), stderr=clean_text(ex.stderr),
             sigsafe=_read_sigsafe(self._sigsafe_log), killed_for=ex.killed_for, after_signal=clean_text(after),
+            state=ex.state,
         )
 
 

@@ -55,6 +55,8 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import diagnose
+
 OUTPUT_CAP = 1 << 20  # bytes per stream
 NOBODY = 65534
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -262,6 +264,7 @@ class Exit:
     timed_out: bool = False
     flooded: bool = False
     killed_for: str | None = None  # the watchdog killed it: memory or disk
+    state: "diagnose.ProcState | None" = None  # where it was when the wait timed out
     stdout: bytes = b""
     stderr: bytes = b""
     extra: dict[str, str] = field(default_factory=dict)
@@ -341,6 +344,7 @@ class Contained:
         self.out.start()
         self.err.start()
         self.result: Exit | None = None
+        self.state_at_timeout: diagnose.ProcState | None = None
         _live.add(self)
         self.pid = self._find_program_pid(info_r)
         self._watch_stop = threading.Event()
@@ -456,6 +460,7 @@ class Contained:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
+            self.state_at_timeout = diagnose.snapshot(self.pid)  # before the kill: where was it?
         self.kill_all()  # stragglers: children left in the background
         self.popen.wait()
         self._watch_stop.set()
@@ -465,7 +470,8 @@ class Contained:
         self.err.join(timeout=5)
         code = self.popen.returncode
         ex = Exit(timed_out=timed_out and self.killed_for is None, flooded=self._killed_for_flood,
-                  stdout=bytes(self.out.buf), stderr=bytes(self.err.buf), killed_for=self.killed_for)
+                  stdout=bytes(self.out.buf), stderr=bytes(self.err.buf), killed_for=self.killed_for,
+                  state=self.state_at_timeout)
         if not ex.timed_out and not ex.flooded and ex.killed_for is None:
             if self._bwrap:
                 # bwrap exits with the program's status, or 128+N when a signal killed it

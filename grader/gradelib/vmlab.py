@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from . import sandbox
+from . import diagnose, sandbox
 from .lab import (GRADER, REPO, SIGNAL_HINTS, TIME_SCALE, BuildFailed, LabBuild, LabSpec, _indent, harness_library,
                   sigsafe_library, signame)
 from .modcheck import check_imports
@@ -112,9 +112,16 @@ class GuestProc:
         r = self.vm.run(f"cat {self.base}.status 2>/dev/null", timeout=10, what="reading an exit status")
         return int(r.stdout.strip()) if r.stdout.strip().isdigit() else None
 
+    def state(self) -> diagnose.ProcState | None:
+        """Where the program is now (None when it has ended)."""
+        r = self.vm.run(f"p=$(cat {self.base}.pid); {diagnose.GUEST_SCRIPT}", timeout=10,
+                        what=f"reading the state of `{self.what}`")
+        return diagnose.parse_guest(r.stdout)
+
     def describe(self, status: int | None) -> str:
         if status is None:
-            return f"`{self.what}` is still running"
+            st = self.state()
+            return f"`{self.what}` is still running" + (f": it is {st.describe()}" if st else "")
         if status > 128:
             sig = status - 128
             hint = SIGNAL_HINTS.get(sig, "")

@@ -261,10 +261,26 @@ def test_unblocking_delivers_each_pending_signal_once(lab) -> None:
 # --- Task 5: a race-free wait ------------------------------------------------------------------
 
 LOST = ("A lost wake-up: the grader sent SIGUSR1 exactly between your test of the flag and the call that waits "
-        "(the harness raceinject does this on the first pause()/sigsuspend()/sigwait*() call, the window a real "
-        "signal can hit at any time). The handler ran before the wait began, so a plain pause() then sleeps "
-        "until a signal that never comes. Block SIGUSR1 with sigprocmask() BEFORE testing the flag, and wait with "
+        "(the harness raceinject sends it just before the first pause()/sigsuspend()/sigwait*() call: the window a "
+        "real signal can hit at any time). Its handler ran then, before the wait began, so the wait sleeps until a "
+        "signal that never comes. Block SIGUSR1 with sigprocmask() BEFORE testing the flag, and wait with "
         "`while (!got) sigsuspend(&old);`: it unblocks and sleeps in one atomic step.")
+NEVER_WAKES = ("waiter waits with SIGUSR1 blocked, so the signal stays pending and the wait never ends. Blocking "
+               "SIGUSR1 before the test of the flag is right; the wait must then unblock it, atomically: "
+               "sigsuspend(&old), with `old` the mask from before SIGUSR1 was blocked (not pause(), and not a "
+               "mask that still holds SIGUSR1).")
+
+
+def _why_waiter_hangs(out) -> str:
+    """The right diagnosis of a waiter that never woke, from its state and the harness's log."""
+    st = out.state
+    usr1 = 1 << (signal.SIGUSR1 - 1)
+    fired = re.search(r"raceinject: sent signal \d+ before (\w+)\(\)", out.stderr)
+    if st is not None and st.pending & st.blocked & usr1:
+        return NEVER_WAKES
+    if fired and st is not None and not st.pending & usr1 and st.caught & usr1:
+        return LOST
+    return "waiter never woke up after SIGUSR1 was sent."
 
 
 @graded(task=5, points=15)
@@ -274,7 +290,7 @@ def test_a_sigusr1_between_the_flag_test_and_the_wait_is_not_lost(lab) -> None:
     p.expect(r"waiting for SIGUSR1 \(#1\)")
     out = p.wait(timeout=5)
     if out.timed_out:
-        pytest.fail(out.explain(LOST), pytrace=False)
+        pytest.fail(out.explain(_why_waiter_hangs(out)), pytrace=False)
     out.expect_exit(0, "waiter should wake up after the handler has run and exit 0.")
     assert re.search(r"woken by SIGUSR1 \(#1\), handler runs so far: 1\b", out.stdout), out.explain(
         "Expected `woken by SIGUSR1 (#1), handler runs so far: 1`: main must wait until the handler has run "
