@@ -220,6 +220,7 @@ class VmLab:
         self._runs = 0
         self.has_sigsafe = False
         self.review: list[str] = []  # the module's imports for the instructor to look at
+        self.hint = ""  # what the test is doing, for a message if the VM stops or a command hangs
         self._taint = 0  # the kernel's taint flags when the test began
 
     # --- setting up --------------------------------------------------------
@@ -374,6 +375,11 @@ class VmLab:
                        timeout=15)
         return "" if r.ok else (r.stdout.strip() or "a program did not die")
 
+    @staticmethod
+    def taint_names(value: int) -> list[str]:
+        """What the troubling taint flags in `value` mean."""
+        return [why for bit, (_, why) in sorted(TAINTS.items()) if value >> bit & 1]
+
     def taint(self) -> int:
         """The kernel's taint flags (/proc/sys/kernel/tainted)."""
         try:
@@ -415,8 +421,9 @@ class VmLab:
             r = self.m.run(cmd, timeout=timeout, allow_timeout=allow_timeout)
         except CommandTimeout:
             self._scan()
+            hint = f"\n  While {self.hint}." if self.hint else ""
             pytest.fail(f"{what or 'a command'} did not finish within {timeout:g} s and was killed "
-                        f"(stuck in your driver?): `{cmd.strip()[:120]}`", pytrace=False)
+                        f"(stuck in your driver?): `{cmd.strip()[:120]}`{hint}", pytrace=False)
         except VMError as e:
             self._vm_failed(e)
         self._scan()
@@ -434,8 +441,9 @@ class VmLab:
         console = self.m.console() if self.m is not None else ""
         oops = find_oops(console[self._seen:]) or find_oops(console)
         detail = f"; excerpt:\n{_indent(_excerpt(oops))}" if oops else f" ({e})"
+        hint = f"\n  While {self.hint}." if self.hint else ""
         self.broken = f"the VM stopped in an earlier test ({self.test_name}){detail}"
-        pytest.fail(f"the VM stopped during this test{detail}", pytrace=False)
+        pytest.fail(f"the VM stopped during this test{detail}{hint}", pytrace=False)
 
     def _scan(self) -> None:
         """Look at what the kernel printed since the last look."""

@@ -19,6 +19,7 @@
                               for the signal; then -c: close the file, or -o:
                               clear O_ASYNC; and wait for SIGUSR1 or a signal
    probe reopen N             open and close the device N times
+   probe many N               open the device N times; after SIGUSR1 close all
    probe hammer               read(2) one record at a time until SIGUSR1,
                               then check that the sequence numbers only grew
    probe burst N US           a click, then `button burst N US`, then read
@@ -66,7 +67,7 @@ static void out(const char *fmt, ...)
 static void usage(void)
 {
     fprintf(stderr, "usage: probe read | hold SIZE... | efault | eintr | nonblock | poll | "
-            "sigio [-s] [-c|-o] | reopen N | hammer | burst N US\n");
+            "sigio [-s] [-c|-o] | reopen N | many N | hammer | burst N US\n");
     exit(2);
 }
 
@@ -400,7 +401,7 @@ int main(int argc, char *argv[])
 
         fd = open_dev(O_RDONLY);
         p.fd = fd;
-        p.events = POLLIN;
+        p.events = POLLIN | POLLRDNORM;
         rc = poll(&p, 1, 0);
         out("before %d %#x\n", rc, rc > 0 ? p.revents : 0);
         out("open\n");
@@ -418,6 +419,21 @@ int main(int argc, char *argv[])
         for (long i = 0; i < n; i++)
             close(open_dev(O_RDONLY));
         out("reopened %ld\n", n);
+        return 0;
+    }
+    if (!strcmp(mode, "many") && argc == 3) {
+        long n = strtol(argv[2], NULL, 10);
+        int *fds = calloc(n > 0 ? n : 1, sizeof(int));
+
+        block_usr1();
+        for (long i = 0; i < n; i++)
+            fds[i] = open_dev(O_RDONLY);
+        out("opened %ld\n", n);
+        if (wait_usr1() == -1)
+            return 1;
+        for (long i = 0; i < n; i++)
+            close(fds[i]);
+        out("closed %ld\n", n);
         return 0;
     }
     if (!strcmp(mode, "hammer"))

@@ -15,7 +15,8 @@
  *
  * It also reports open(2) with O_ASYNC in the flags, which sets the flag
  * without registering the file with the driver.  Each finding is one line
- * on stderr, "asyncorder: ...", and the call itself goes on unchanged.
+ * on stderr, "asyncorder: ...", after the line "asyncorder: O_ASYNC turned
+ * on"; the call itself goes on unchanged.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -55,6 +56,7 @@ static void check(int fd, long newflags)
 
 	if (old == -1 || (old & O_ASYNC) || !(newflags & O_ASYNC))
 		return;
+	say("O_ASYNC turned on");
 	if (f(fd, F_GETOWN) == 0)
 		say("O_ASYNC was turned on before F_SETOWN: the file had no owner");
 	sig = f(fd, F_GETSIG);
