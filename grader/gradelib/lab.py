@@ -103,11 +103,14 @@ class Outcome:
     stdout: str
     stderr: str
     sigsafe: list[str]
+    stuck: str = ""  # on a timeout: what it was doing when it was killed (gradelib.diagnose)
 
     def describe(self) -> str:
         if self.flooded:
             return f"`{self.what}` printed more than {sandbox.OUTPUT_CAP // 1024} KiB and was killed (an output loop?)"
         if self.timed_out:
+            if self.stuck:
+                return f"`{self.what}` did not finish within {self.timeout:g} s and was killed; it was {self.stuck}"
             return f"`{self.what}` did not finish within {self.timeout:g} s and was killed (blocked or in an endless loop?)"
         if self.signal is not None:
             hint = SIGNAL_HINTS.get(self.signal, "")
@@ -199,7 +202,7 @@ class Proc:
         return Outcome(
             what=self.what, exitcode=ex.exitcode, signal=ex.signal, timed_out=ex.timed_out, timeout=timeout,
             flooded=ex.flooded, stdout=clean_text(ex.stdout), stderr=clean_text(ex.stderr),
-            sigsafe=_read_sigsafe(self._sigsafe_log),
+            sigsafe=_read_sigsafe(self._sigsafe_log), stuck=ex.extra.get("stuck", ""),
         )
 
 
@@ -287,7 +290,8 @@ class LabBuild:
 
     # --- running -------------------------------------------------------------
     def _start(self, name: str, args: tuple[str, ...], env: dict[str, str] | None, preload: list[str],
-               sigsafe: bool, stdin: bool, limits: Limits | None) -> tuple[sandbox.Contained, Path | None]:
+               sigsafe: bool, stdin: bool, limits: Limits | None,
+               blocked: tuple[int, ...] = ()) -> tuple[sandbox.Contained, Path | None]:
         exe = self.program(name)
         self._run_no += 1
         cwd = self.runs / f"{self._run_no:03d}-{name}"
@@ -308,12 +312,13 @@ class LabBuild:
         e.update(env or {})
         lim = limits or Limits(address_space=None if prog.sanitize else 2 << 30)
         c = sandbox.Contained([str(exe), *args], cwd=cwd, writable=[cwd], env=e, limits=lim, stdin=stdin,
-                              readonly=[self.root.parent, _libs()])
+                              readonly=[self.root.parent, _libs()], blocked=blocked)
         return c, log
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None, preload: list[str] | None = None,
-              sigsafe: bool = True, limits: Limits | None = None) -> Proc:
-        c, log = self._start(name, args, env, preload or [], sigsafe, True, limits)
+              sigsafe: bool = True, limits: Limits | None = None, blocked: tuple[int, ...] = ()) -> Proc:
+        """Start a program; `blocked`: signals it starts with blocked, as if its parent had blocked them."""
+        c, log = self._start(name, args, env, preload or [], sigsafe, True, limits, blocked)
         return Proc(self, name, args, c, log)
 
     def run(self, name: str, *args: str, input: str | bytes = b"", timeout: float = 10.0,

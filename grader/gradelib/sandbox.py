@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import diagnose
+
 OUTPUT_CAP = 1 << 20  # bytes per stream
 NOBODY = 65534
 
@@ -155,6 +157,7 @@ class Contained:
         limits: Limits,
         stdin: bool = True,
         readonly: list[Path] | None = None,
+        blocked: tuple[int, ...] = (),
     ) -> None:
         self.cond = threading.Condition()
         self._killed_for_flood = False
@@ -189,6 +192,9 @@ class Contained:
             for what, soft, hard in lim:
                 resource.setrlimit(what, (soft, hard))
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            # The program starts with these signals blocked: the mask survives
+            # exec (through setpriv and bwrap, which only touches SIGCHLD).
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
         try:
             self.popen = subprocess.Popen(
@@ -285,10 +291,12 @@ class Contained:
         if self.result is not None:
             return self.result
         timed_out = False
+        stuck = ""
         try:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
+            stuck = diagnose.host(self.pid).words()  # what it was doing, seen once before the kill
         self.kill_all()  # stragglers: children left in the background
         self.popen.wait()
         self.close_stdin()
@@ -297,6 +305,8 @@ class Contained:
         code = self.popen.returncode
         ex = Exit(timed_out=timed_out, flooded=self._killed_for_flood,
                   stdout=bytes(self.out.buf), stderr=bytes(self.err.buf))
+        if stuck:
+            ex.extra["stuck"] = stuck
         if not timed_out and not ex.flooded:
             if self._bwrap:
                 # bwrap exits with the program's status, or 128+N when a signal killed it
