@@ -6,7 +6,7 @@
 #   make vm                     a shell in the lab VM (Debian's kernel in QEMU)
 #   make vm LAB=3               ... with lab 3's module and programs in /lab
 #   make test                   the project's own tests (for maintainers and CI)
-#   make bench                  boot, command and grading times
+#   make bench                  boot, command and grading times; lab 1's hang
 #   make starter                regenerate labs/ starter code from solutions/
 #
 # Every target installs what it needs first (tools/deps.sh: apt-get as root,
@@ -55,6 +55,7 @@ vm: fetch
 bench: fetch
 	@$(PY) vm/bench.py
 	@$(PY) grader/bench.py
+	@$(PY) grader/bench_hang.py
 
 clean:
 	rm -rf grader/out build

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ SYSCALLS = {
     271: "ppoll", 281: "epoll_pwait", 289: "signalfd4",
 }
 # calls that return when a signal handler runs, whatever SA_RESTART says
+FUTEX = 202
 SIGNAL_WAITS = {"pause", "sigsuspend", "sigtimedwait", "poll", "ppoll", "select", "pselect6", "epoll_wait",
                 "epoll_pwait", "nanosleep", "clock_nanosleep"}
 STATES = {"R": "running", "S": "asleep", "D": "asleep, not interruptible (state D)", "T": "stopped",
@@ -54,13 +56,23 @@ class ProcState:
     ignored: int = 0
     caught: int = 0
     syscall: str = ""  # the system call it is in, when it sleeps in one
+    syscall_nr: int | None = None  # its number (None: not in one, or not readable)
+    args: tuple[int, ...] = ()  # its arguments
     wchan: str = ""
     stack: list[str] = field(default_factory=list)  # kernel frames (VM only)
+
+    @property
+    def in_futex(self) -> bool:
+        return self.state == "S" and self.syscall_nr == FUTEX
 
     def describe(self) -> str:
         """One sentence: where it was and, when the state implies it, why it could not go on."""
         if not self.state:
             return "it had already ended"
+        if self.state == "R":
+            return "running, not waiting for anything (an endless loop?)"
+        if self.in_futex:
+            return "asleep in futex(), waiting for a lock or a condition variable (a lock that is never released?)"
         where = STATES.get(self.state, f"in state {self.state}")
         call = f" in {self.syscall}()" if self.syscall and self.state in "SD" else ""
         frames = [f for f in self.stack if not re.match(r"(__x64_sys|do_syscall|entry_SYSCALL|ksys_|vfs_|__se_sys"
@@ -103,12 +115,49 @@ def parse(status: str, wchan: str = "", syscall: str = "", stack: str = "") -> P
     st.wchan = wchan.strip()
     words = syscall.split()
     if words and words[0].lstrip("-").isdigit() and int(words[0]) >= 0:
-        st.syscall = SYSCALLS.get(int(words[0]), f"system call {words[0]}")
+        st.syscall_nr = int(words[0])
+        st.syscall = SYSCALLS.get(st.syscall_nr, f"system call {words[0]}")
+        try:
+            st.args = tuple(int(x, 16) for x in words[1:7])
+        except ValueError:
+            st.args = ()
     for line in stack.splitlines():
         m = re.match(r"\[<[0-9a-f]+>\]\s+(\S+?)(\+0x[0-9a-f]+/0x[0-9a-f]+)?(\s+\[(\S+)\])?$", line.strip())
         if m:
             st.stack.append(m.group(1) + (f" [{m.group(4)}]" if m.group(4) else ""))
     return st
+
+
+def host(pid: int) -> ProcState:
+    """The state of a host process now (an empty state, state "", when it is gone)."""
+    return snapshot(pid) or ProcState()
+
+
+def futex_stall(pid: int, timeout: float, settle: float = 0.1, poll: float = 0.005) -> ProcState | None:
+    """Wait until the process sleeps in futex() and is still asleep on the same futex `settle` seconds
+    later, with no CPU time spent meanwhile: it has stopped making progress.  The state, or None if
+    that did not happen within `timeout` seconds (or the process ended)."""
+
+    def cpu() -> int:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            return -1
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        first = host(pid)
+        if first.state in ("", "Z"):
+            return None
+        if first.in_futex:
+            used = cpu()
+            time.sleep(settle)
+            again = host(pid)
+            if again.in_futex and again.args[:1] == first.args[:1] and cpu() == used:
+                return again
+        time.sleep(poll)
+    return None
 
 
 def snapshot(pid: int) -> ProcState | None:

@@ -318,7 +318,8 @@ class LabBuild:
 
     # --- running -------------------------------------------------------------
     def _start(self, name: str, args: tuple[str, ...], env: dict[str, str] | None, preload: list[str],
-               sigsafe: bool, stdin: bool, limits: Limits | None) -> tuple[sandbox.Contained, Path | None]:
+               sigsafe: bool, stdin: bool, limits: Limits | None,
+               blocked: tuple[int, ...] = ()) -> tuple[sandbox.Contained, Path | None]:
         exe = self.program(name)
         self._run_no += 1
         cwd = self.runs / f"{self._run_no:03d}-{name}"
@@ -339,12 +340,13 @@ class LabBuild:
         e.update(env or {})
         lim = limits or Limits(address_space=None if prog.sanitize else 2 << 30)
         c = sandbox.Contained([str(exe), *args], cwd=cwd, writable=[cwd], env=e, limits=lim, stdin=stdin,
-                              readonly=[self.bin, _libs()])
+                              readonly=[self.bin, _libs()], blocked=blocked)
         return c, log
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None, preload: list[str] | None = None,
-              sigsafe: bool = True, limits: Limits | None = None) -> Proc:
-        c, log = self._start(name, args, env, preload or [], sigsafe, True, limits)
+              sigsafe: bool = True, limits: Limits | None = None, blocked: tuple[int, ...] = ()) -> Proc:
+        """Start a program; `blocked`: signals it starts with blocked, as if its parent had blocked them."""
+        c, log = self._start(name, args, env, preload or [], sigsafe, True, limits, blocked)
         return Proc(self, name, args, c, log)
 
     def run(self, name: str, *args: str, input: str | bytes = b"", timeout: float = 10.0,

@@ -282,6 +282,7 @@ class Contained:
         limits: Limits,
         stdin: bool = True,
         readonly: list[Path] | None = None,
+        blocked: tuple[int, ...] = (),
     ) -> None:
         self.cond = threading.Condition()
         self._killed_for_flood = False
@@ -322,6 +323,9 @@ class Contained:
             for what, soft, hard in lim:
                 resource.setrlimit(what, (soft, hard))
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            # The program starts with these signals blocked: the mask survives
+            # exec (through setpriv and bwrap, which only touches SIGCHLD).
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
         try:
             self.popen = subprocess.Popen(
@@ -456,6 +460,7 @@ class Contained:
         if self.result is not None:
             return self.result
         timed_out = False
+        stuck = ""
         try:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
