@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
-	SLIDES_DIR, bareHtml, deckName, frontMatter, isDeck, launchChromium, listDecks,
+	SLIDES_DIR, bareHtml, chromiumHome, deckName, frontMatter, isDeck, launchChromium, listDecks,
 	marp, offlinePage,
 } from './lib.mjs';
 
@@ -117,6 +117,7 @@ async function main() {
 	// Marp CLI leaves its Chromium profile in os.tmpdir(): give it one we remove.
 	const runTmp = mkdtempSync(join(tmpdir(), 'slides-build-'));
 	process.env.TMPDIR = runTmp;
+	chromiumHome(runTmp);
 	let browser = null;	// started for the first deck that needs it
 	try {
 		for (const deck of decks) {

@@ -29,7 +29,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
-	SLIDES_DIR, bareHtml, declaredSlides, deckName, isDeck, launchChromium,
+	SLIDES_DIR, bareHtml, chromiumHome, declaredSlides, deckName, isDeck, launchChromium,
 	listDecks, offlinePage,
 } from './lib.mjs';
 
@@ -248,8 +248,9 @@ async function main() {
 	mkdirSync(shotsDir, { recursive: true });
 
 	const t0 = Date.now();
-	const browser = await launchChromium();
 	const tmp = mkdtempSync(join(tmpdir(), 'slides-check-'));
+	chromiumHome(tmp);
+	const browser = await launchChromium();
 	let total = 0, nproblems = 0;
 	try {
 		for (const deck of decks) {

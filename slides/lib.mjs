@@ -91,6 +91,13 @@ export async function bareHtml(deck, dir) {
 	return out;
 }
 
+// Chromium keeps a profile, caches and crash reports under $HOME and the XDG
+// folders: point them (for ours and Marp CLI's) at `dir`, removed after the run.
+export function chromiumHome(dir) {
+	for (const v of ['HOME', 'XDG_CONFIG_HOME', 'XDG_CACHE_HOME', 'XDG_DATA_HOME'])
+		process.env[v] = dir;
+}
+
 export async function launchChromium() {
 	return puppeteer.launch({
 		executablePath: CHROME,
