@@ -8,6 +8,7 @@
 #   make test                   the project's own tests (for maintainers and CI)
 #   make bench                  boot, command and grading times; lab 1's hang
 #   make starter                regenerate labs/ starter code from solutions/
+#   make slides                 build the lecture decks into slides/out/
 #
 # Every target installs what it needs first (tools/deps.sh: apt-get as root,
 # sudo -n otherwise, or it prints the command to run).
@@ -19,12 +20,12 @@ SUBMISSION ?= labs
 LAB ?=
 REPEAT ?= 1
 
-.PHONY: all deps fetch grade test selftest proof vm bench starter starter-check clean help
+.PHONY: all deps fetch grade test selftest proof vm bench starter starter-check clean help slides slides-deps slides-debs slides-check
 
 all: help
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh
@@ -38,7 +39,7 @@ grade: fetch
 # The project's own tests: starter drift, the grader's and the VM's own tests,
 # full marks for the solutions (every test 3 times), every graded test failing
 # on the untouched starter, and the hostile submissions.
-test: fetch
+test: fetch slides-deps
 	@if [ ! -d solutions ]; then echo "make test: this is the student edition (no solutions, no project tests); run make grade"; exit 1; fi
 	@$(PY) tools/mkstarter.py --check
 	@cd grader && $(PY) -m pytest -q selftests
@@ -57,5 +58,26 @@ bench: fetch
 	@$(PY) grader/bench.py
 	@$(PY) grader/bench_hang.py
 
+# The decks: Marp CLI and puppeteer-core pinned by slides/package-lock.json,
+# installed into slides/node_modules once; Debian's chromium for the PDFs
+# and the check (slides/check.mjs, run by make test).
+SLIDES_NPM = slides/node_modules/.installed
+
+slides: slides-deps
+	@node slides/build.mjs
+
+slides-check: slides-deps
+	@node slides/check.mjs
+
+slides-deps: $(SLIDES_NPM)
+
+slides-debs:
+	@sh tools/deps.sh --slides
+
+$(SLIDES_NPM): slides/package.json slides/package-lock.json | slides-debs
+	@echo "slides: npm ci (Marp CLI, puppeteer-core) into slides/node_modules"
+	@cd slides && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
 clean:
-	rm -rf grader/out build
+	rm -rf grader/out build slides/out
