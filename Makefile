@@ -1,7 +1,7 @@
 # The Signal-Driven I/O Workbook
 #
 #   make grade                  grade your labs (labs/): points per task and the next step
-#   make grade LAB=2            grade one lab
+#   make grade LAB=2            grade one lab (TASK=5: one task; TEST=name: one test)
 #   make grade SUBMISSION=DIR   grade another folder (for example solutions)
 #   make vm                     a shell in the lab VM (Debian's kernel in QEMU)
 #   make vm LAB=3               ... with lab 3's module and programs in /lab
@@ -18,6 +18,8 @@ SHELL := /bin/sh
 PY = $(shell for p in python3 /usr/bin/python3; do $$p -c 'import pytest' >/dev/null 2>&1 && { echo $$p; exit 0; }; done; echo /usr/bin/python3)
 SUBMISSION ?= labs
 LAB ?=
+TASK ?=
+TEST ?=
 REPEAT ?= 1
 
 .PHONY: all deps fetch grade test selftest proof vm bench starter starter-check clean help slides slides-deps slides-debs slides-check
@@ -34,7 +36,7 @@ fetch: deps
 	@$(PY) vm/fetch.py --quiet
 
 grade: fetch
-	@grader/grade $(if $(LAB),--lab $(LAB)) $(if $(filter-out 1,$(REPEAT)),--repeat $(REPEAT)) $(SUBMISSION)
+	@GRADE_VIA=make grader/grade $(if $(LAB),--lab $(LAB)) $(if $(TASK),--task $(TASK)) $(if $(TEST),-k $(TEST)) $(if $(filter-out 1,$(REPEAT)),--repeat $(REPEAT)) $(SUBMISSION)
 
 # The project's own tests: starter drift, the grader's and the VM's own tests,
 # full marks for the solutions (every test 3 times), every graded test failing

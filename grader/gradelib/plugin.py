@@ -73,6 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("grader")
     g.addoption("--submission", default=None, help="the folder with the labs to grade (a scratch copy)")
     g.addoption("--lab", type=int, default=None, help="grade only this lab")
+    g.addoption("--task", type=int, default=None, help="grade only this task (and its lab's prerequisites)")
     g.addoption("--repeat", type=int, default=1, help="run every test N times; it passes only if all pass")
     g.addoption("--results-json", default=None, help="write graded results here")
     g.addoption("--progress-fd", type=int, default=None, help="write one line per finished test to this fd")
@@ -131,7 +132,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid}: the test module must define LAB = LabSpec(...)")
         if graded is None and not prereq:
             raise pytest.UsageError(f"{item.nodeid}: a grader test must be @graded(task=..., points=...) or @prereq")
-        (keep if want is None or spec.number == want else drop).append(item)
+        task = config.getoption("task")
+        in_task = task is None or prereq or (graded is not None and graded.kwargs.get("task") == task)
+        (keep if (want is None or spec.number == want) and in_task else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = keep

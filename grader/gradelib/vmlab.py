@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from . import diagnose, sandbox
+from . import diagnose, oopsmap, sandbox
 from .lab import (GRADER, REPO, SIGNAL_HINTS, TIME_SCALE, BuildFailed, LabBuild, LabSpec, _indent, harness_library,
                   sigsafe_library, signame)
 from .modcheck import check_imports
@@ -60,6 +60,7 @@ RUNS = "/tmp/runs"  # background programs' output, pid and status files (root's)
 GUEST_SRC = GRADER / "guest"  # the grader's guest programs, one .c file each
 HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror"]
 STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
+MAX_RESTARTS = 3  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
 # Kernel taint flags (Documentation/admin-guide/tainted-kernels.rst) that mean trouble. Every run is
 # tainted O and E by unsigned out-of-tree modules; these bits no exported function can clear.
 TAINTS = {7: ("D", "the kernel oopsed or hit a BUG (taint D)"),
@@ -91,8 +92,10 @@ class VmLabSpec(LabSpec):
 class GuestProc:
     """A program running in the background in the VM, its output in a file."""
 
-    def __init__(self, vm: "VmLab", name: str, what: str, base: str, sigsafe_log: str | None) -> None:
+    def __init__(self, vm: "VmLab", name: str, what: str, base: str, sigsafe_log: str | None,
+                 helper: bool = False) -> None:
         self.vm = vm
+        self.helper = helper  # the grader's own program, not the student's
         self.name = name
         self.what = what  # the command line, for messages
         self.base = base  # RUNS/N: .out, .pid, .status
@@ -185,6 +188,9 @@ class GuestProc:
             f"if [ -e {self.base}.status ] || [ -z \"$st\" ] || [ \"$st\" = Z ]; then exit 3; fi; "
             f"n=$(wc -l < {self.out}); kill -{sig} $p && echo $n", timeout=10, what=f"kill -{sig}")
         if r.status == 3 or not r.stdout.strip().isdigit():
+            if self.helper:
+                self.vm.fail(self.explain(f"The grader's `{self.what}` had ended before it could be sent SIG{sig}: "
+                                          "what it printed says why."))
             self.vm.fail(self.explain(
                 f"The grader was about to send SIG{sig} to `{self.what}`, but it had already ended: the program "
                 f"must keep running until the signal comes (whatever it printed before the signal does not count "
@@ -221,6 +227,10 @@ class VmLab:
         self.has_sigsafe = False
         self.review: list[str] = []  # the module's imports for the instructor to look at
         self.hint = ""  # what the test is doing, for a message if the VM stops or a command hangs
+        self.restarts = 0
+        self.troubles: list[str] = []  # every Oops, WARNING and taint of the lab, over all its boots: "test: what"
+        self.restart_why = ""  # set: the next test boots a fresh VM first
+        self._files: dict[str, Path] = {}
         self._taint = 0  # the kernel's taint flags when the test began
 
     # --- setting up --------------------------------------------------------
@@ -280,7 +290,13 @@ class VmLab:
         for name, got in self.programs.items():
             if isinstance(got, Path):
                 files[f"{GUEST_LAB}/{name}"] = got
-        self.m = Machine(files=files, boot_timeout=60.0)
+        self._files = files
+        self._boot()
+
+    def _boot(self) -> None:
+        """Start the VM with the lab's files, make the run folder and load the board."""
+        self.m = Machine(files=self._files, boot_timeout=60.0)
+        self._seen = 0
         try:
             self.m.start()
         except VMError as e:
@@ -295,6 +311,16 @@ class VmLab:
             r = self.m.run("insmod /lab/wb_board.ko", timeout=30)
             if not r.ok:
                 self.broken = f"the button board did not load (a grader problem): {r.stderr.strip()}"
+
+    def _restart_later(self, why: str) -> None:
+        """The VM cannot serve the next test as it is (an Oops, a dead VM, a process stuck in the
+        kernel): the next test gets a freshly booted one, so its result is its own.  After
+        MAX_RESTARTS restarts the rest of the lab fails with `why`."""
+        if self.restarts >= MAX_RESTARTS:
+            self.broken = f"{why}\n  (The VM was restarted {self.restarts} times in this lab already; the rest of " \
+                          f"the lab cannot run.)"
+        else:
+            self.restart_why = why
 
     def _build_module(self, src: Path, out: Path) -> ModuleBuild:
         """kbuild W=1 in the sandbox: a Kbuild file is a makefile and may run anything."""
@@ -333,6 +359,13 @@ class VmLab:
     def begin(self, name: str) -> None:
         """Before a test: fail at once if the lab cannot go on."""
         self.test_name = name
+        if self.restart_why and not self.broken:
+            self.restarts += 1
+            self.restart_why = ""
+            if self.m is not None:
+                self.m.close(graceful=False)
+            self.warnings.clear()
+            self._boot()
         if self.broken:
             pytest.fail(self.broken, pytrace=False)
         self._taint = self.taint()
@@ -341,7 +374,7 @@ class VmLab:
         """After a test: stop what it started, look for an Oops or a new taint flag it caused, and
         give the next test a clean device: the student's module is reloaded (a stale entry left on a
         list by this test must not crash the next one and be blamed on it)."""
-        if self.broken or self.m is None:
+        if self.broken or self.m is None or self.restart_why:
             return
         try:
             stuck = self._stop_programs()
@@ -353,10 +386,11 @@ class VmLab:
         self._scan()
         self._check_taint()
         if stuck:
-            self.broken = (f"a program was stuck in the kernel after an earlier test ({self.test_name}) and could "
-                           f"not be killed:\n{_indent(stuck)}\n  The lab cannot go on with it: a read or "
-                           f"poll that cannot be interrupted (wait_event_interruptible?) keeps the module busy.")
-            pytest.fail(self.broken, pytrace=False)
+            # This test's own result stands; the next one gets a fresh VM.
+            self._restart_later(f"a program was stuck in the kernel after an earlier test ({self.test_name}) and "
+                                f"could not be killed:\n{_indent(stuck)}\n  A read or poll that cannot be "
+                                f"interrupted (wait_event_interruptible?) keeps the module busy.")
+            return
         if self.spec.module and self.module_loaded(quiet=True):
             self.reload_module(failed)
 
@@ -397,12 +431,13 @@ class VmLab:
             return
         self._taint |= gained
         what = "; ".join(why for _, _, why in bad)
+        self.troubles.append(f"{self.test_name}: {what}")
         shown = "\n".join(self.warnings[-1:]) if self.warnings else ""
-        excerpt = (f" Excerpt:\n{_indent(_excerpt(shown))}" if shown else
+        excerpt = (f" Excerpt:\n{_indent(self._ex(shown))}" if shown else
                    " The kernel's log shows nothing of it: the module lowered the console log level or "
                    "cleared the log, but the taint flags cannot be cleared.")
         if any(flag in "DLB" for _, flag, _ in bad):
-            self.broken = f"during an earlier test ({self.test_name}): {what}.{excerpt}"
+            self._restart_later(f"during an earlier test ({self.test_name}): {what}.{excerpt}")
         pytest.fail(f"During this test {what}.{excerpt}", pytrace=False)
 
     # --- running commands ------------------------------------------------------
@@ -437,12 +472,21 @@ class VmLab:
                       f"{_indent((r.stderr or r.stdout).strip()[-1200:] or '(no output)')}")
         return r.stdout
 
+    def _ex(self, oops: str, lines: int = 16) -> str:
+        """An Oops excerpt, with file:line for the frames in the student's module."""
+        ko = self.kbuild.kos.get(self.spec.module) if self.kbuild is not None and self.spec.module else None
+        return _excerpt(oops, lines, self.spec.module, ko)
+
     def _vm_failed(self, e: VMError) -> None:
         console = self.m.console() if self.m is not None else ""
         oops = find_oops(console[self._seen:]) or find_oops(console)
-        detail = f"; excerpt:\n{_indent(_excerpt(oops))}" if oops else f" ({e})"
+        detail = f"; excerpt:\n{_indent(self._ex(oops))}" if oops else f" ({e})"
+        if oops and "NMI: Not continuing" in oops:
+            detail = (" (the kernel stopped answering: a CPU looping with interrupts off, or waiting for a lock "
+                      "that is never released; the grader interrupted it with an NMI, and RIP is where it was, "
+                      f"the Call Trace how it got there):\n{_indent(self._ex(oops, 24))}")
         hint = f"\n  While {self.hint}." if self.hint else ""
-        self.broken = f"the VM stopped in an earlier test ({self.test_name}){detail}"
+        self._restart_later(f"the VM stopped in an earlier test ({self.test_name}){detail}")
         pytest.fail(f"the VM stopped during this test{detail}{hint}", pytrace=False)
 
     def _scan(self) -> None:
@@ -456,13 +500,15 @@ class VmLab:
             return
         first = oops.strip().splitlines()
         head = next((ln for ln in first if "cut here" not in ln), "")
+        self.troubles.append(f"{self.test_name}: {self._ex(oops, 3)}")
         if re.search(r"\]\s*WARNING:|^WARNING:", head):
             self.warnings.append(oops)
             self._taint = self.taint()  # reported here: the taint check need not say it again
-            pytest.fail(f"the kernel printed a WARNING during this test; excerpt:\n{_indent(_excerpt(oops))}",
+            pytest.fail(f"the kernel printed a WARNING during this test; excerpt:\n{_indent(self._ex(oops))}",
                         pytrace=False)
-        self.broken = f"the kernel oopsed in an earlier test ({self.test_name}); excerpt:\n{_indent(_excerpt(oops))}"
-        pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(_excerpt(oops))}", pytrace=False)
+        self._restart_later(f"the kernel oopsed in an earlier test ({self.test_name}); excerpt:\n"
+                            f"{_indent(self._ex(oops))}")
+        pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(self._ex(oops))}", pytrace=False)
 
     # --- the lab's pieces -----------------------------------------------------------
     def module_loaded(self, quiet: bool = False) -> bool:
@@ -547,7 +593,7 @@ class VmLab:
         r = self.run(cmd, timeout=10, what=f"starting `{what}`")
         if not r.ok:
             self.fail(f"`{what}` could not be started in the VM")
-        p = GuestProc(self, name, what, base, log)
+        p = GuestProc(self, name, what, base, log, helper)
         self._procs.append(p)
         return p
 
@@ -569,14 +615,23 @@ class VmLab:
 _REGISTERS = re.compile(r"^(Code:|RSP:|RAX:|RDX:|RBP:|R\d+:|FS:|CS:|CR2:|DR\d|PKRU|PGD |#PF:|Hardware name:)")
 
 
-def _excerpt(oops: str, lines: int = 16) -> str:
-    """The lines of an Oops a student can read: what, where (RIP), and the call trace; no register dump."""
+# frames of the kernel's own NMI and panic handling, not of the code that was stuck
+_NMI_FRAMES = re.compile(r"^\s*(dump_stack_lvl|panic|nmi_panic|pci_serr_error|io_check_error|unknown_nmi_error|"
+                         r"default_do_nmi|exc_nmi|end_repeat_nmi|asm_exc_nmi|_printk)\b")
+
+
+def _excerpt(oops: str, lines: int = 16, module: str = "", ko: Path | None = None) -> str:
+    """The lines of an Oops a student can read: what, where (RIP), and the call trace; no register dump,
+    no `? ` guesses, no frames of the NMI that caught a hang; frames of the student's module with their
+    file:line (gradelib/oopsmap.py)."""
     keep = []
     for ln in oops.splitlines():
         ln = re.sub(r"^\[\s*\d+\.\d+\]\s?", "", ln).rstrip()
-        if ln.strip() and not _REGISTERS.match(ln.strip()) and "cut here" not in ln:
-            keep.append(ln)
-    return "\n".join(keep[:lines])
+        s = ln.strip()
+        if not s or _REGISTERS.match(s) or "cut here" in ln or s.startswith("? ") or _NMI_FRAMES.match(s):
+            continue
+        keep.append(ln)
+    return oopsmap.annotate("\n".join(keep[:lines]), module, ko) if module else "\n".join(keep[:lines])
 
 
 @pytest.fixture(scope="module")

@@ -215,3 +215,37 @@ def test_a_submission_over_the_time_limit_gets_a_row_that_says_so(tmp_path: Path
     book = _book(tmp_path / "out")
     for s in ("slow", "zed"):  # neither finishes in 3 s, and the batch goes on past the first
         assert book[s]["status"].startswith("time limit") and "3 s" in book[s]["status"], book[s]
+
+
+def test_the_gradebook_holds_numbers_and_the_summary_counts_failures(graded) -> None:
+    out = graded[0]
+    row = _book(out)["dave"]
+    assert row["lab1"] == "0" and int(row["lab1_max"]) > 0, row
+    assert _book(out)["alice"]["lab1"] == _book(out)["alice"]["lab1_max"]
+    with open(out / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert summary and {"lab", "task", "test", "points", "failed", "graded"} <= set(summary[0])
+    worker = next(r for r in summary if r["test"] == "test_sigint_stops_the_worker_with_a_summary_and_exit_0")
+    assert int(worker["failed"]) >= 1 and int(worker["graded"]) >= 4, worker  # the starters fail it
+
+
+def test_a_students_report_holds_every_failing_tests_message(graded) -> None:
+    text = (graded[0] / "reports" / "dave.txt").read_text()
+    failing = text.count("[FAILED]")
+    assert failing >= 5, text[:2000]
+    assert text.count("\n    ") >= failing, "each failing test should come with its message"
+
+
+def test_grading_in_parallel_gives_the_same_results_as_one_at_a_time(tmp_path: Path) -> None:
+    d = tmp_path / "class"
+    shutil.copytree(REPO / "solutions" / "01-signal", d / "ann" / "01-signal")
+    shutil.copytree(REPO / "labs" / "01-signal", d / "ben" / "01-signal")
+    _tar(REPO / "solutions" / "01-signal", d / "cid.tar.gz", "01-signal")
+    rows = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        res = subprocess.run([str(GRADE_ALL), "--lab", LAB, "-j", jobs, "--out", str(out), str(d)],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout + res.stderr
+        rows[jobs] = {s: (r["score"], r["max_score"], r["status"]) for s, r in _book(out).items()}
+    assert rows["1"] == rows["2"], rows
