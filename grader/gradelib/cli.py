@@ -426,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     def progress(line: str) -> None:
         if a.quiet:
             return
+        if line.startswith("NOTE "):
+            print(f"  ... {line[5:]}", flush=True)
+            return
         mark, lab, task, pts, name = (line.split(" ", 4) + [""] * 5)[:5]
         print(f"  {mark} lab {lab} task {task:>2}  {pts:>6}  {name}", flush=True)
 

@@ -21,6 +21,7 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from .lab import LabBuild, LabSpec, set_library_dir
+from .progress import set_channel
 from .sandbox import inert, kill_everything
 from .vmlab import vm, vm_lab  # noqa: F401  (fixtures of the labs graded in the VM)
 
@@ -58,6 +59,7 @@ class GraderState:
         self.results: dict[str, Result] = {}
         fd = config.getoption("progress_fd")
         self.progress = os.fdopen(fd, "w", buffering=1, closefd=False) if fd is not None else None
+        set_channel(self.progress)
 
     def build_for(self, spec: LabSpec) -> LabBuild:
         if self.submission is None:

@@ -46,6 +46,7 @@ from . import diagnose, oopsmap, sandbox
 from .lab import (GRADER, REPO, SIGNAL_HINTS, TIME_SCALE, BuildFailed, LabBuild, LabSpec, _indent, harness_library,
                   sigsafe_library, signame)
 from .modcheck import check_imports
+from .progress import note
 from .sandbox import Limits, clean_text
 
 if str(REPO) not in sys.path:  # vm/ (the VM package) is at the top of the repository
@@ -245,7 +246,7 @@ class VmLab:
 
         def make_board() -> None:
             try:
-                board["files"] = build_board(root / "board")
+                board["files"] = build_board(say=note)
             except KmodError as e:
                 board["error"] = str(e)
 
@@ -253,6 +254,8 @@ class VmLab:
         if self.spec.board:
             t.start()
         if self.spec.module:
+            note(f"lab {self.spec.number}: building {self.spec.module}.ko with kbuild (W=1; an unchanged module "
+                 f"is not built again) ...")
             self.kbuild = self._build_module(root / "src", root / "kmod")
         for name in self.spec.programs:
             self.programs[name] = self.build._compile(name)
@@ -295,6 +298,7 @@ class VmLab:
 
     def _boot(self) -> None:
         """Start the VM with the lab's files, make the run folder and load the board."""
+        note(f"lab {self.spec.number}: booting the VM (Debian's kernel in QEMU) ...")
         self.m = Machine(files=self._files, boot_timeout=60.0)
         self._seen = 0
         try:
@@ -340,7 +344,7 @@ class VmLab:
             ex = c.wait(timeout=timeout)
             return (None if ex.timed_out else ex.exitcode), clean_text(ex.stdout) + clean_text(ex.stderr)
 
-        return build_module(src, out, w1=True, module=self.spec.module, runner=contained)
+        return build_module(src, out, w1=True, module=self.spec.module, runner=contained, cache=True)
 
     def _build_helper(self, name: str, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
