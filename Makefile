@@ -5,6 +5,7 @@
 #   make grade SUBMISSION=DIR   grade another folder (for example solutions)
 #   make vm                     a shell in the lab VM (Debian's kernel in QEMU)
 #   make vm LAB=3               ... with lab 3's module and programs in /lab
+#   make doctor                 check this machine for what the labs need, and say how to fix it
 #   make test                   the project's own tests (for maintainers and CI)
 #   make bench                  boot, command and grading times; lab 1's hang
 #   make starter                regenerate labs/ starter code from solutions/
@@ -22,15 +23,18 @@ TASK ?=
 TEST ?=
 REPEAT ?= 1
 
-.PHONY: all deps fetch grade test selftest proof vm bench starter starter-check clean help slides slides-deps slides-debs slides-check
+.PHONY: all deps fetch doctor grade test selftest proof vm bench starter starter-check clean help slides slides-deps slides-debs slides-check
 
 all: help
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh
+
+doctor:
+	@$(PY) tools/doctor.py
 
 fetch: deps
 	@$(PY) vm/fetch.py --quiet

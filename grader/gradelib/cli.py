@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .sandbox import hidden_env, hide, inert
+from .timescale import calibrate
 
 GRADER = Path(__file__).resolve().parent.parent
 REPO = GRADER.parent
@@ -204,7 +205,7 @@ def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit
             cmd += ["--junitxml", str(junit)]
         log = open(work / "pytest.log", "w+")
         hide(submission.resolve())
-        env = dict(os.environ, GRADER_TIME_SCALE=str(time_scale), GRADER_HIDE=hidden_env())
+        env = dict(os.environ, GRADER_TIME_SCALE=str(time_scale * calibrate()), GRADER_HIDE=hidden_env())
         proc = subprocess.Popen(cmd, cwd=GRADER, stdout=log, stderr=subprocess.STDOUT, pass_fds=[w],
                                 stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         os.close(w)

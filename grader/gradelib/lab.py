@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from . import diagnose, sandbox
+from .timescale import scale
 from .sandbox import Limits, clean_text
 
 GRADER = Path(__file__).resolve().parent.parent
 REPO = GRADER.parent
 
-# Grading a hostile corpus, where every wait is expected to expire, can shorten
-# every timeout: GRADER_TIME_SCALE=0.2 (grader/grade --time-scale).
-TIME_SCALE = float(os.environ.get("GRADER_TIME_SCALE", "1") or 1)
+# Every wait is a nominal time times timescale.scale(): the machine's speed, and the hostile corpus's
+# factor (grader/grade --time-scale 0.1), where every wait is expected to expire.
 
 CFLAGS = ["-g", "-O1", "-Wall", "-Wextra", "-Werror"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
@@ -192,7 +192,7 @@ class Proc:
     def expect(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         """Wait for `pattern` in stdout after the previous match; fail the test with the story if it never comes."""
         rx = re.compile(pattern, re.M)
-        deadline = time.monotonic() + timeout * TIME_SCALE
+        deadline = time.monotonic() + timeout * scale()
         with self.c.cond:
             while True:
                 text = clean_text(bytes(self.c.out.buf))
@@ -221,7 +221,7 @@ class Proc:
         return self._finish(timeout)
 
     def _finish(self, timeout: float) -> Outcome:
-        timeout *= TIME_SCALE
+        timeout *= scale()
         ex = self.c.wait(timeout)
         after = ex.stdout[self._signal_mark:] if self._signal_mark is not None else b""
         return Outcome(

@@ -22,6 +22,7 @@ from _pytest.runner import runtestprotocol
 
 from .lab import LabBuild, LabSpec, set_library_dir
 from .progress import set_channel
+from .timescale import scale
 from .sandbox import inert, kill_everything
 from .vmlab import vm, vm_lab  # noqa: F401  (fixtures of the labs graded in the VM)
 
@@ -176,7 +177,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    limit = item.config.getoption("test_timeout")
+    limit = item.config.getoption("test_timeout") * max(1.0, scale())
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise TestTimeout(f"The test did not finish within {limit:g} s (the grader stopped it).")

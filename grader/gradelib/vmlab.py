@@ -43,10 +43,11 @@ from pathlib import Path
 import pytest
 
 from . import diagnose, oopsmap, sandbox
-from .lab import (GRADER, REPO, SIGNAL_HINTS, TIME_SCALE, BuildFailed, LabBuild, LabSpec, _indent, harness_library,
+from .lab import (GRADER, REPO, SIGNAL_HINTS, BuildFailed, LabBuild, LabSpec, _indent, harness_library,
                   sigsafe_library, signame)
 from .modcheck import check_imports
 from .progress import note
+from .timescale import after_boot, scale
 from .sandbox import Limits, clean_text
 
 if str(REPO) not in sys.path:  # vm/ (the VM package) is at the top of the repository
@@ -159,7 +160,7 @@ class GuestProc:
 
     def expect(self, pattern: str, timeout: float = 5.0, msg: str = "") -> str:
         """Wait for a line matching the (extended) regular expression after the last match; return it."""
-        timeout *= TIME_SCALE
+        timeout *= scale()
         pat = shlex.quote(pattern)
         # Polls the file in the guest until a match, or until the program ended
         # (exit 3); the agent kills the loop at the timeout.
@@ -200,7 +201,7 @@ class GuestProc:
 
     def wait_exit(self, timeout: float = 5.0) -> int | None:
         """Wait for the program to end; its status (128+N: signal N), or None if it is still running."""
-        timeout *= TIME_SCALE
+        timeout *= scale()
         script = f"while [ ! -e {self.base}.status ]; do usleep 10000; done; cat {self.base}.status"
         r = self.vm.run(script, timeout=timeout, what=f"waiting for `{self.what}` to end", allow_timeout=True)
         return int(r.stdout.strip()) if r.status == 0 and r.stdout.strip().isdigit() else None
@@ -307,6 +308,7 @@ class VmLab:
             self.broken = f"the VM did not boot (a grader or setup problem, not your code): {e}"
             return
         self.boot_seconds = self.m.boot_seconds
+        after_boot(self.boot_seconds or 0.0)
         r = self.m.run(f"mkdir -p {RUNS} && chmod 755 {RUNS} && chmod -R go-w {GUEST_LAB}", timeout=30)
         if not r.ok:
             self.broken = f"the VM's run folder could not be made (a grader problem): {r.stderr.strip()}"
@@ -456,6 +458,7 @@ class VmLab:
         if self.broken:
             pytest.fail(self.broken, pytrace=False)
         assert self.m is not None
+        timeout *= scale()
         try:
             r = self.m.run(cmd, timeout=timeout, allow_timeout=allow_timeout)
         except CommandTimeout:

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from gradelib import LabSpec, Program, diagnose, graded, prereq
-from gradelib.lab import TIME_SCALE
+from gradelib.timescale import scale
 
 LAB = LabSpec(
     number=2,
@@ -41,7 +41,7 @@ UNSAFE = ("The async-signal-safety checker saw a handler call functions that are
 def _asleep(p, in_read: bool, why: str, timeout: float = 10.0) -> None:
     """Wait until the program sleeps in the kernel (in read(2) on its stdin when in_read), as /proc shows it,
     so that a signal sent now interrupts that sleep.  Polls the kernel's view; no guessing."""
-    deadline = time.monotonic() + timeout * TIME_SCALE
+    deadline = time.monotonic() + timeout * scale()
     while time.monotonic() < deadline:
         snap = diagnose.host(p.pid)
         if snap.state == "S" and (not in_read or snap.syscall_nr is None
