@@ -41,24 +41,44 @@ def lab_folder(root: Path, number: int) -> Path | None:
     return found[0] if found else None
 
 
+PROGRAM_FLAGS = ["-static", "-O1", "-g", "-Wall", "-Wextra"]
+
+
 def build_lab(folder: Path, out: Path) -> dict[str, Path]:
+    """The lab's module and programs; what did not change since the last build is taken from the cache
+    (vm/cache/build: the module per digest of its sources, as the grader builds it; each program per
+    digest of the folder's sources), so a second `make vm` builds nothing."""
     files: dict[str, Path] = {}
     if (folder / "Kbuild").is_file():
+        if kmod.is_cached(folder, w1=True):
+            say(f"{folder.name}: the module is unchanged: not built again")
+        else:
+            say(f"{folder.name}: building the module with kbuild (W=1) ...")
         b = kmod.build_module(folder, out / "module", w1=True, cache=True)  # as the grader builds it
         if b.ok:
             files.update({f"{name}.ko": p for name, p in b.kos.items()})
         else:
             say(f"{folder.name}: the module does not build:\n{b.summary()}")
+    headers = sorted(folder.glob("*.h"))
     for src in sorted(folder.glob("*.c")):
         if not HAS_MAIN.search(src.read_text(errors="replace")):
             continue
-        exe = out / src.stem
-        res = subprocess.run(["gcc", "-static", "-O1", "-g", "-Wall", "-Wextra", f"-I{folder}", "-o", str(exe),
-                              str(src)], capture_output=True, text=True)
+        cached = fetch.CACHE / "build" / "programs" / kmod.content_key([src, *headers], *PROGRAM_FLAGS) / src.stem
+        if cached.is_file():
+            files[src.stem] = cached
+            continue
+        say(f"{folder.name}: building {src.name} ...")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{src.stem}.{os.getpid()}")
+        res = subprocess.run(["gcc", *PROGRAM_FLAGS, f"-I{folder}", "-o", str(tmp), str(src)],
+                             capture_output=True, text=True)
         if res.returncode == 0:
-            files[src.stem] = exe
+            os.replace(tmp, cached)
+            files[src.stem] = cached
         else:
             say(f"{folder.name}/{src.name} does not compile:\n{res.stderr[-1500:]}")
+    if files:
+        say(f"{folder.name}: {', '.join(sorted(files))} ready (unchanged sources are not built again)")
     return files
 
 

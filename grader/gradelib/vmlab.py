@@ -158,8 +158,9 @@ class GuestProc:
             pass
         return "\n".join(parts)
 
-    def expect(self, pattern: str, timeout: float = 5.0, msg: str = "") -> str:
-        """Wait for a line matching the (extended) regular expression after the last match; return it."""
+    def expect(self, pattern: str, timeout: float = 5.0, msg: str = "", fail: bool = True) -> str:
+        """Wait for a line matching the (extended) regular expression after the last match; return it
+        (with fail=False: "" when none came, and the test goes on)."""
         timeout *= scale()
         pat = shlex.quote(pattern)
         # Polls the file in the guest until a match, or until the program ended
@@ -176,6 +177,8 @@ class GuestProc:
             no, _, text = r.stdout.strip().partition(":")
             self.line += int(no)
             return text
+        if not fail:
+            return ""
         reason = "it ended" if r.status == 3 else f"nothing matched within {timeout:g} s"
         head = msg + "\n  " if msg else ""
         self.vm.fail(self.explain(f"{head}Expected `{self.what}` to print a line matching /{pattern}/, but {reason}."))
@@ -209,6 +212,23 @@ class GuestProc:
     def kill(self) -> None:
         self.vm.m.run(f"kill -KILL $(cat {self.base}.pid) 2>/dev/null; true", timeout=10)
 
+    def open_files(self) -> dict[str, int]:
+        """{path: open flags} of the program's descriptors (its /proc fd and fdinfo), as root sees them."""
+        r = self.vm.run(f"p=$(cat {self.base}.pid); for f in /proc/$p/fd/*; do "
+                        f"echo \"$(readlink $f) $(grep ^flags: /proc/$p/fdinfo/${{f##*/}} | tr -dc 0-7)\"; done",
+                        timeout=10, what=f"reading the open files of `{self.what}`")
+        files = {}
+        for line in r.stdout.splitlines():
+            path, _, flags = line.rpartition(" ")
+            if path and flags.isdigit():
+                files[path] = int(flags, 8)
+        return files
+
+    def caught(self) -> int:
+        """The mask of signals the program has a handler for (SigCgt in /proc/PID/status)."""
+        st = self.state()
+        return st.caught if st else 0
+
 
 class VmLab:
     """One lab in one VM: what the tests use."""
@@ -230,6 +250,7 @@ class VmLab:
         self.review: list[str] = []  # the module's imports for the instructor to look at
         self.hint = ""  # what the test is doing, for a message if the VM stops or a command hangs
         self.restarts = 0
+        self.reload_failed = ""  # why the module could not be reloaded after the last test
         self.troubles: list[str] = []  # every Oops, WARNING and taint of the lab, over all its boots: "test: what"
         self.restart_why = ""  # set: the next test boots a fresh VM first
         self._files: dict[str, Path] = {}
@@ -549,6 +570,7 @@ class VmLab:
         r = self.m.run(f"rmmod {self.spec.module} && insmod {GUEST_LAB}/{self.spec.module}.ko{self._udev()}",
                        timeout=30)
         self._scan()
+        self.reload_failed = "" if r.ok else f"`rmmod {self.spec.module}`: {(r.stderr or r.stdout).strip()[:160]}"
         if not r.ok and after_failure:
             # The test failed already; the next test gets a module that is not loaded (it loads it).
             self.m.run(f"insmod {GUEST_LAB}/{self.spec.module}.ko{self._udev()}", timeout=30)
