@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 if not __package__:
@@ -82,6 +84,61 @@ def build_lab(folder: Path, out: Path) -> dict[str, Path]:
     return files
 
 
+PROMPT = b"vm:/lab# "
+
+
+def feed_at_prompt(proc: subprocess.Popen) -> None:
+    """Copy the VM's console to our stdout, and our stdin to the VM from its shell's first prompt on.
+
+    Typed ahead while the VM boots, the first characters would be lost (the kernel's console is
+    not listening yet, or the shell's line editor takes them as the answer to its terminal query),
+    so commands from a pipe wait for the first prompt; after it, they go through as they come."""
+    assert proc.stdout is not None and proc.stdin is not None
+    prompted = threading.Event()
+
+    def forward() -> None:
+        held, eof = b"", False
+        while True:
+            if not eof and select.select([sys.stdin], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(sys.stdin.fileno(), 4096)
+                except OSError:
+                    chunk = b""
+                eof = not chunk
+                held += chunk
+            elif eof:
+                prompted.wait()
+            if not prompted.is_set():
+                continue
+            try:
+                if held:
+                    proc.stdin.write(held)
+                    proc.stdin.flush()
+                    held = b""
+                if eof:
+                    proc.stdin.close()
+                    return
+            except OSError:
+                return
+
+    def wake_forwarder() -> None:
+        prompted.set()
+
+    threading.Thread(target=forward, daemon=True).start()
+    seen = b""
+    out = sys.stdout.buffer
+    while True:
+        chunk = proc.stdout.read1(4096)
+        if not chunk:
+            break
+        out.write(chunk)
+        out.flush()
+        if not prompted.is_set():
+            seen = (seen + chunk)[-len(PROMPT) - 64:]
+            if PROMPT in seen:
+                wake_forwarder()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="A shell in the workbook VM.")
     ap.add_argument("--lab", type=int, help="also build this lab's module and programs (from labs/)")
@@ -129,8 +186,13 @@ def main() -> int:
         argv = machine.qemu_command(qemu, cache / "vmlinux", f"/dev/fd/{initrd}", cmdline,
                                     ["-serial", "mon:stdio"], args.memory)
         say("booting (Ctrl-A X quits at any time) ...")
+        piped = not sys.stdin.isatty()
         try:
-            proc = machine.start_qemu(argv, (initrd,))
+            if piped:  # commands from a pipe or a file: typed at the prompt, as a user would
+                proc = machine.start_qemu(argv, (initrd,), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                threading.Thread(target=feed_at_prompt, args=(proc,), daemon=True).start()
+            else:
+                proc = machine.start_qemu(argv, (initrd,))
         except machine.VMError as e:
             say(str(e))
             return 1

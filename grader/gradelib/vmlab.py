@@ -514,6 +514,8 @@ class VmLab:
                       "that is never released; the grader interrupted it with an NMI, and RIP is where it was, "
                       f"the Call Trace how it got there):\n{_indent(self._ex(oops, 24))}")
         hint = f"\n  While {self.hint}." if self.hint else ""
+        hint += known_cause(oops or "")
+        self.troubles.append(f"{self.test_name}: the VM stopped" + (f": {self._ex(oops, 3)}" if oops else ""))
         self._restart_later(f"the VM stopped in an earlier test ({self.test_name}){detail}")
         pytest.fail(f"the VM stopped during this test{detail}{hint}", pytrace=False)
 
@@ -536,7 +538,8 @@ class VmLab:
                         pytrace=False)
         self._restart_later(f"the kernel oopsed in an earlier test ({self.test_name}); excerpt:\n"
                             f"{_indent(self._ex(oops))}")
-        pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(self._ex(oops))}", pytrace=False)
+        pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(self._ex(oops))}{known_cause(oops)}",
+                    pytrace=False)
 
     # --- the lab's pieces -----------------------------------------------------------
     def module_loaded(self, quiet: bool = False) -> bool:
@@ -642,6 +645,25 @@ class VmLab:
 
 
 _REGISTERS = re.compile(r"^(Code:|RSP:|RAX:|RDX:|RBP:|R\d+:|FS:|CS:|CR2:|DR\d|PKRU|PGD |#PF:|Hardware name:)")
+
+
+# Kernel BUGs whose cause is always the same mistake of a driver: (what the Oops shows, what to fix).
+KNOWN_CAUSES = [
+    (re.compile(r"kernel BUG at fs/fcntl\.c.*|send_sigio_to_task", re.S),
+     "kill_fasync()'s last argument (the band) must be a POLL_* code such as POLL_IN (1 to 6): a poll(2) bit "
+     "such as POLLRDNORM (0x40) hits the BUG_ON() in send_sigio_to_task() as soon as an owner uses F_SETSIG."),
+    (re.compile(r"list_(add|del) corruption"),
+     "a list was corrupted: a node added twice, or removed twice (release() after remove()?), or freed while "
+     "still on a list; add and remove under the same lock the interrupt handler takes."),
+    (re.compile(r"BUG: scheduling while atomic|BUG: sleeping function called from invalid context"),
+     "something slept while holding a spinlock or in the interrupt handler: no kmalloc(GFP_KERNEL), mutex or "
+     "copy_to_user() there."),
+]
+
+
+def known_cause(oops: str) -> str:
+    """A hint for a BUG whose cause is known, to add after the excerpt ("" if none)."""
+    return next((f"\n  This BUG usually means: {why}" for rx, why in KNOWN_CAUSES if rx.search(oops)), "")
 
 
 # frames of the kernel's own NMI and panic handling, not of the code that was stuck
