@@ -397,6 +397,8 @@ class Contained:
         self.state_at_timeout: diagnose.ProcState | None = None
         _live.add(self)
         self.pid = self._find_program_pid(info_r)
+        # Without bwrap the program shares /tmp, /var/tmp and /dev/shm: what it makes there counts too.
+        self._shared_before = set() if self._bwrap else set(shared_tmp_entries(sandbox_uid()))
         self._watch_stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
@@ -443,7 +445,7 @@ class Contained:
                 why = (f"its processes used more than {self.limits.memory >> 20} MiB of memory "
                        f"({rss >> 20} MiB resident)")
             else:
-                used, files = disk_usage(self.writable, MAX_WATCHED_FILES)
+                used, files = disk_usage(self.writable + self._shared_new(), MAX_WATCHED_FILES)
                 if used > self.limits.disk:
                     why = f"it wrote more than {self.limits.disk >> 20} MiB to disk"
                 elif files > MAX_WATCHED_FILES:
@@ -452,6 +454,12 @@ class Contained:
                 self.killed_for = why
                 self.kill_all()
                 return
+
+    def _shared_new(self) -> list[Path]:
+        """What the program made in the shared temporary folders (only without bwrap)."""
+        if self._bwrap:
+            return []
+        return [e for e in shared_tmp_entries(sandbox_uid()) if e not in self._shared_before]
 
     # --- interaction -----------------------------------------------------
     def send(self, data: bytes) -> bool:
@@ -531,6 +539,9 @@ class Contained:
             self.popen.wait()
         self._watch_stop.set()
         _live.discard(self)
+        if not self._bwrap and _running_as_root() and sandbox_user()[0] != "nobody":
+            for e in self._shared_new():  # the dedicated user's files of this run: nobody else's
+                shutil.rmtree(e, ignore_errors=True) if e.is_dir() and not e.is_symlink() else e.unlink(missing_ok=True)
         self.close_stdin()
         self.out.join(timeout=5)
         self.err.join(timeout=5)
@@ -634,10 +645,41 @@ def tree_rss(root: int) -> int:
     return total
 
 
+SHARED_TMP = ["/tmp", "/var/tmp", "/dev/shm"]
+
+
+def shared_tmp_entries(uid: int) -> list[Path]:
+    """The entries at the top of the world-writable temporary folders that belong to uid."""
+    found = []
+    for d in SHARED_TMP:
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    try:
+                        if e.stat(follow_symlinks=False).st_uid == uid:
+                            found.append(Path(e.path))
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+    return found
+
+
 def disk_usage(folders: list[Path], max_files: int) -> tuple[int, int]:
-    """(bytes allocated, number of entries) under the folders, counting at most max_files + 1 entries."""
+    """(bytes allocated, number of entries) under the folders (a file among them counts itself), counting
+    at most max_files + 1 entries."""
     used = count = 0
-    todo = [str(f) for f in folders]
+    todo = []
+    for f in folders:
+        try:
+            st = os.lstat(f)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            todo.append(str(f))
+        else:
+            used += st.st_blocks * 512
+            count += 1
     while todo and count <= max_files:
         d = todo.pop()
         try:
