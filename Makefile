@@ -10,6 +10,8 @@
 #   make bench                  boot, command and grading times; lab 1's hang
 #   make starter                regenerate labs/ starter code from solutions/
 #   make slides                 build the lecture decks into slides/out/
+#   make autograder             the Gradescope autograder archive: build/autograder.zip (LABS="1 2": which labs)
+#   make submission             labs/ as a zip to hand in (Gradescope): build/submission.zip
 #
 # Every target installs what it needs first (tools/deps.sh: apt-get as root,
 # sudo -n otherwise, or it prints the command to run).
@@ -22,13 +24,15 @@ LAB ?=
 TASK ?=
 TEST ?=
 REPEAT ?= 1
+LABS ?=
+TIME_LIMIT ?=
 
-.PHONY: all deps fetch doctor grade test selftest proof vm bench starter starter-check clean help slides slides-deps slides-debs slides-check
+.PHONY: all deps fetch doctor grade autograder submission test selftest proof vm bench starter starter-check clean help slides slides-deps slides-debs slides-check
 
 all: help
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh
@@ -41,6 +45,14 @@ fetch: deps
 
 grade: fetch
 	@GRADE_VIA=make grader/grade $(if $(LAB),--lab $(LAB)) $(if $(TASK),--task $(TASK)) $(if $(TEST),-k $(TEST)) $(if $(filter-out 1,$(REPEAT)),--repeat $(REPEAT)) $(SUBMISSION)
+
+# Gradescope: the archive to upload as an assignment's autograder (tools/autograder.py), and a
+# student's labs/ as a zip to upload as a submission (sources only).
+autograder: fetch
+	@$(PY) tools/autograder.py $(if $(LABS),--labs "$(LABS)") $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT))
+
+submission:
+	@$(PY) tools/submission.py
 
 # The project's own tests: starter drift, the grader's and the VM's own tests,
 # full marks for the solutions (every test 3 times), every graded test failing
