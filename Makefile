@@ -75,6 +75,7 @@ bench: fetch
 	@$(PY) vm/bench.py
 	@$(PY) grader/bench.py
 	@$(PY) grader/bench_hang.py
+	@$(PY) grader/bench_autograder.py
 
 # The decks: Marp CLI and puppeteer-core pinned by slides/package-lock.json,
 # installed into slides/node_modules once; Debian's chromium for the PDFs

@@ -93,7 +93,7 @@ def main() -> int:
         for n in labs.split():
             src = next(SOLUTIONS.glob(f"{int(n):02d}-*"))
             shutil.copytree(src, root / "submission" / src.name)
-        (root / "results").mkdir()
+        (root / "results").mkdir(exist_ok=True)
 
         cg = make_cgroup(limit)
         peak = [0]
