@@ -32,7 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import batch
+from . import batch, sandbox
 from .cli import (GradeError, REPO, Rerun, Stopped, Summary, gradescope, on_stop_signals, render, run_grading,
                   write_atomic)
 from .sandbox import hide, inert, mode_line
@@ -132,6 +132,19 @@ def check() -> int:
     except (KmodError, VMError) as e:
         print(f"check: {e}", file=sys.stderr)
         return 1
+    # A program run contained, as the sandbox's user (setpriv must be allowed to drop to it here).
+    with tempfile.TemporaryDirectory(prefix="autograder-check-") as tmp:
+        os.chmod(tmp, 0o755)
+        run = Path(tmp) / "run"
+        sandbox.make_writable(run)
+        c = sandbox.Contained(["/bin/sh", "-c", "id -u"], cwd=run, writable=[run], env={"PATH": "/usr/bin:/bin"},
+                              limits=sandbox.Limits(), stdin=False)
+        ex = c.wait(timeout=30)
+        if ex.exitcode != 0 or ex.stdout.decode().strip() != str(sandbox.sandbox_uid()):
+            print(f"check: a contained program did not run as uid {sandbox.sandbox_uid()}: status {ex.exitcode}, "
+                  f"{sandbox.clean_text(ex.stdout + ex.stderr).strip()[:500]}", file=sys.stderr)
+            return 1
+    print(f"check: a contained program ran as uid {sandbox.sandbox_uid()}")
     print(mode_line())
     return 0
 
