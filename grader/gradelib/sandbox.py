@@ -168,10 +168,12 @@ def mode_line() -> str:
         name, uid, _ = sandbox_user()
         who = f"as user {name} (uid {uid})"
     else:
-        who = f"as the grader's own user (uid {os.getuid()}): it can write wherever the grader can"
+        who = f"as the grader's own user (uid {os.getuid()})"
     if bwrap_usable():
         return (f"Sandbox: bubblewrap (a read-only system, its own folders only, PID namespace, no network), "
                 f"student code {who}, with rlimits and a memory and disk watchdog.")
+    if not _running_as_root():
+        who += ", which can write wherever the grader can"
     return (f"Sandbox: fallback without namespaces ({_bwrap_why}): student code {who}, with rlimits, a memory and "
             f"disk watchdog and a keeper that kills all it starts; it sees the file system but cannot write the "
             f"grader's files or the results; the container is the outer boundary.")
