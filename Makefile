@@ -60,7 +60,7 @@ submission:
 test: fetch slides-deps
 	@if [ ! -d solutions ]; then echo "make test: this is the student edition (no solutions, no project tests); run make grade"; exit 1; fi
 	@$(PY) tools/mkstarter.py --check
-	@cd grader && $(PY) -m pytest -q selftests
+	@cd grader && $(PY) -m pytest -q --durations=15 selftests
 
 starter:
 	@$(PY) tools/mkstarter.py
