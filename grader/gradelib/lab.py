@@ -102,11 +102,12 @@ class Outcome:
     flooded: bool
     stdout: str
     stderr: str
-    sigsafe: list[str]
+    sigsafe: list[str]  # the checker's calls from handlers to functions that are not async-signal-safe
     killed_for: str | None = None  # the sandbox's watchdog: memory or disk
     after_signal: str = ""  # what it printed after the test's first signal reached it
     state: diagnose.ProcState | None = None  # where it was when the grader stopped waiting
     stopped: str = ""  # the grader stopped it: why (instead of a timeout of its own)
+    sigsafe_errno: list[str] = field(default_factory=list)  # the checker's handlers that changed errno
 
     def describe(self) -> str:
         if self.flooded:
@@ -228,17 +229,27 @@ class Proc:
             what=self.what, exitcode=ex.exitcode, signal=ex.signal, timed_out=ex.timed_out, timeout=timeout,
             flooded=ex.flooded, stdout=clean_text(ex.stdout), stderr=clean_text(ex.stderr),
             sigsafe=_read_sigsafe(self._sigsafe_log), killed_for=ex.killed_for, after_signal=clean_text(after),
-            state=ex.state,
+            state=ex.state, sigsafe_errno=_read_sigsafe(self._sigsafe_log, errno_findings=True),
         )
 
 
-def _read_sigsafe(path: Path | None) -> list[str]:
-    """The checker's findings; the log is in the program's folder, so read it as untrusted."""
+ERRNO_FINDING = "sigsafe: errno: "
+
+
+def _read_sigsafe(path: Path | None, errno_findings: bool = False) -> list[str]:
+    """The checker's findings (the calls, or with errno_findings the handlers that changed errno);
+    the log is in the program's folder, so it is read as untrusted."""
     data = sandbox.read_untrusted(path, 65536) if path is not None else None
     if not data:
         return []
-    lines = clean_text(data).splitlines()
-    return sorted({ln.strip() for ln in lines if ln.strip()})
+    return split_sigsafe(clean_text(data))[errno_findings]
+
+
+def split_sigsafe(text: str) -> tuple[list[str], list[str]]:
+    """The checker's log as (calls from handlers, handlers that changed errno), each sorted, no repeats."""
+    lines = {ln.strip() for ln in text.splitlines() if ln.strip()}
+    return (sorted(ln for ln in lines if not ln.startswith(ERRNO_FINDING)),
+            sorted(ln for ln in lines if ln.startswith(ERRNO_FINDING)))
 
 
 class BuildFailed(Exception):

@@ -43,7 +43,7 @@ from pathlib import Path
 import pytest
 
 from . import diagnose, oopsmap, sandbox
-from .lab import (GRADER, REPO, SIGNAL_HINTS, BuildFailed, LabBuild, LabSpec, _indent, harness_library,
+from .lab import (GRADER, REPO, SIGNAL_HINTS, BuildFailed, split_sigsafe, LabBuild, LabSpec, _indent, harness_library,
                   sigsafe_library, signame)
 from .modcheck import check_imports
 from .progress import note
@@ -133,11 +133,12 @@ class GuestProc:
             return f"`{self.what}` was killed by {signame(sig)}" + (f" ({hint})" if hint else "")
         return f"`{self.what}` exited with status {status}"
 
-    def sigsafe(self) -> list[str]:
+    def sigsafe(self, errno_findings: bool = False) -> list[str]:
+        """The checker's calls from handlers to unsafe functions (or the handlers that changed errno)."""
         if not self.sigsafe_log:
             return []
         r = self.vm.run(f"cat {self.sigsafe_log} 2>/dev/null", timeout=10, what="reading the sigsafe log")
-        return sorted({ln.strip() for ln in r.stdout.splitlines() if ln.strip()})
+        return split_sigsafe(clean_text(r.stdout.encode()))[errno_findings]
 
     def explain(self, msg: str) -> str:
         """msg, then what the program did: how it ended, its output, the checker's findings."""

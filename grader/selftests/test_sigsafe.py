@@ -269,3 +269,20 @@ def test_the_command_says_when_the_program_was_killed(compiled, kind: str, cli_e
     assert res.returncode == 3, res.stderr
     assert "killed by SIGUSR1" in res.stderr
     assert "fprintf() called from the handler for SIGUSR1 (on_sysv)" in res.stderr
+
+
+# --- errno across a handler ----------------------------------------------------------
+
+def test_a_handler_that_changes_errno_is_reported_apart_from_the_calls(run) -> None:
+    r = run("errno", "clobber")
+    assert r.code == 0 and "errno in main: 9" in r.stdout, r.story()
+    assert r.report == [], "a changed errno is not an unsafe call"
+    calls, errnos = lab.split_sigsafe(r.log.read_text())
+    assert errnos == ["sigsafe: errno: the handler for SIGUSR1 (on_usr1) changed errno (0 to 9) and did not "
+                      "restore it"], r.story()
+
+
+def test_a_handler_that_restores_errno_is_not_reported(run) -> None:
+    r = run("errno", "restore")
+    assert r.code == 0 and "errno in main: 0" in r.stdout, r.story()
+    assert not r.log.exists() or not r.log.read_text().strip(), r.log.read_text()

@@ -414,6 +414,57 @@ static void report(const struct level *l, const char *fn)
 }
 
 /*
+ * A handler that returns with errno changed: the code it interrupted may
+ * have been about to read errno (a failed call's reason), and now reads the
+ * handler's.  One line per handler, apart from the calls above:
+ *	sigsafe: errno: the handler for SIGIO (on_io) changed errno (0 to 11) and did not restore it
+ */
+static void report_errno(int sig, void *handler, int before, int after)
+{
+	static struct { int sig; void *handler; } done[MAXSEEN];
+	static int ndone;
+	char line[256], *p = line, *end = line + sizeof(line) - 1;
+	const char *name = NULL;
+	int i, n, fd;
+
+	n = __atomic_load_n(&ndone, __ATOMIC_ACQUIRE);
+	for (i = 0; i < n && i < MAXSEEN; i++)
+		if (done[i].sig == sig && done[i].handler == handler)
+			return;
+	i = __atomic_fetch_add(&ndone, 1, __ATOMIC_ACQ_REL);
+	if (i < MAXSEEN) {
+		done[i].sig = sig;
+		done[i].handler = handler;
+	}
+	n = __atomic_load_n(&nnames, __ATOMIC_ACQUIRE);
+	for (i = 0; i < n && i < MAXNAMES; i++)
+		if (__atomic_load_n(&names[i].addr, __ATOMIC_ACQUIRE) == handler)
+			name = names[i].name;
+
+	p = put(p, end, "sigsafe: errno: the handler for ");
+	p = put_signame(p, end, sig);
+	p = put(p, end, " (");
+	p = name ? put(p, end, name) : put_hex(p, end, (uintptr_t)handler);
+	p = put(p, end, ") changed errno (");
+	p = put_dec(p, end, before);
+	p = put(p, end, " to ");
+	p = put_dec(p, end, after);
+	p = put(p, end, ") and did not restore it");
+	*p++ = '\n';
+
+	fd = logpath[0] ? open(logpath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+			       0644) : 2;
+	if (fd >= 0) {
+		ssize_t r = write(fd, line, p - line);
+
+		(void)r;
+		if (fd != 2)
+			close(fd);
+	}
+	errno = after;
+}
+
+/*
  * Forget the handlers that were left without returning (a longjmp we did not
  * see): sp is where we are now (or where the signal interrupted), and a
  * handler still running has its trampoline frame above sp, with the cookie
@@ -478,7 +529,7 @@ static void trampoline(int sig, siginfo_t *info, void *uc)
 	struct tstate *t = &ts;
 	void *h = __atomic_load_n(&acts[sig].handler, __ATOMIC_ACQUIRE);
 	int flags = acts[sig].flags;
-	int depth, inside;
+	int depth, inside, before;
 	uintptr_t sp = uc ? interrupted_sp(uc) : 0;
 	volatile uintptr_t cookie;
 
@@ -503,10 +554,13 @@ static void trampoline(int sig, siginfo_t *info, void *uc)
 	t->depth = depth + 1;
 	t->inside = 0;
 
+	before = errno;
 	if (flags & SA_SIGINFO)
 		((void (*)(int, siginfo_t *, void *))h)(sig, info, uc);
 	else
 		((void (*)(int))h)(sig);
+	if (errno != before)	/* reported; left as the handler left it */
+		report_errno(sig, h, before, errno);
 
 	cookie = 0;
 	t->depth = depth;
