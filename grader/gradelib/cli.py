@@ -291,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     for x in s.results:
         detail.append(f"[{x['outcome'].upper()}] lab {x['lab']} task {x['task']} {x['name']} ({x['points']} pt)")
         detail.extend("    " + ln for ln in x["message"].splitlines())
+        detail.extend("    " + ln for ln in x.get("detail", "").splitlines())
     write_atomic(out / "report.txt", "\n".join(detail) + "\n")
     return 0 if s.full_marks else 1
 

@@ -20,6 +20,10 @@ and asks for the `vm` fixture.  The whole test module shares one boot:
    a file, wait for a line of that output (a short loop in the guest, not host
    sleeps), and press the button.
 
+The kernel's witness (gradelib/witness.py) records every test's signals; a
+failing test's message shows the record of the processes it started, and
+report.txt its timeline.
+
 Failures that end the lab: the module does not build (every test fails with
 the compiler's first errors), the VM does not boot, the kernel oopses or the
 VM dies.  After an Oops every later test of the lab fails at once with the
@@ -45,12 +49,13 @@ import pytest
 from . import sandbox
 from .lab import REPO, SIGNAL_HINTS, TIME_SCALE, BuildFailed, LabBuild, LabSpec, _indent, sigsafe_library, signame
 from .sandbox import Limits, clean_text
+from .witness import Witness
 
 if str(REPO) not in sys.path:  # vm/ (the VM package) is at the top of the repository
     sys.path.append(str(REPO))
 
 from vm.kmod import KmodError, ModuleBuild, build_board, build_module, kdir as kernel_headers  # noqa: E402
-from vm.machine import CommandTimeout, Machine, VMError, find_oops  # noqa: E402
+from vm.machine import CmdResult, CommandTimeout, Machine, VMError, find_oops  # noqa: E402
 
 GUEST_LAB = "/lab"
 GUEST_GRADER = "/lab/.grader"  # the grader's own programs and libraries
@@ -65,22 +70,26 @@ class VmLabSpec(LabSpec):
     module:  the .ko the student's Kbuild makes (without .ko); "" for none
     helpers: the grader's own guest programs, {name: C source}, built with -Werror
     board:   load the simulated button board (driver/wb_board.ko) after boot
+    signals: every test is about signals: a failure shows the kernel's record of
+             each process even when the kernel sent it none
     """
 
     module: str = ""
     helpers: dict[str, str] = field(default_factory=dict)
     board: bool = True
+    signals: bool = False
 
 
 class GuestProc:
     """A program running in the background in the VM, its output in a file."""
 
-    def __init__(self, vm: "VmLab", name: str, what: str, base: str, sigsafe_log: str | None) -> None:
+    def __init__(self, vm: "VmLab", name: str, what: str, base: str, sigsafe_log: str | None, pid: int) -> None:
         self.vm = vm
         self.name = name
         self.what = what  # the command line, for messages
         self.base = base  # RUNS/N: .out, .pid, .status
         self.sigsafe_log = sigsafe_log
+        self.pid = pid
         self.line = 0  # output lines consumed by expect()
 
     @property
@@ -184,6 +193,8 @@ class VmLab:
         self._procs: list[GuestProc] = []
         self._runs = 0
         self.has_sigsafe = False
+        self.witness: Witness | None = None  # the kernel's record of signals, once the VM runs
+        self.detail = ""  # the failed test's timeline, for report.txt
 
     # --- setting up --------------------------------------------------------
     def setup(self) -> None:
@@ -239,6 +250,7 @@ class VmLab:
             self.broken = f"the VM did not boot (a grader or setup problem, not your code): {e}"
             return
         self.boot_seconds = self.m.boot_seconds
+        self.witness = Witness(self._quiet)
         if self.spec.board:
             r = self.m.run("insmod /lab/wb_board.ko && mkdir -p " + RUNS, timeout=30)
             if not r.ok:
@@ -282,8 +294,11 @@ class VmLab:
     def begin(self, name: str) -> None:
         """Before a test: fail at once if the lab cannot go on."""
         self.test_name = name
+        self.detail = ""
         if self.broken:
             pytest.fail(self.broken, pytrace=False)
+        if self.witness is not None:
+            self.witness.start()
 
     def end(self) -> None:
         """After a test: stop what it started, and look for an Oops it caused."""
@@ -300,10 +315,33 @@ class VmLab:
         self._scan()
 
     # --- running commands ------------------------------------------------------
-    def fail(self, msg: str) -> None:
-        """Fail the test; the kernel's complaint, if it made one, goes with the message."""
+    def fail(self, msg: str, signals: bool = False) -> None:
+        """Fail the test; the kernel's complaint, if it made one, goes with the message, and so does its
+        record of the signals of the processes the test started (with signals=True, or in a lab about
+        signals, also of those it sent none)."""
         self._scan()
-        pytest.fail(msg, pytrace=False)
+        pytest.fail(msg + self._witnessed(signals), pytrace=False)
+
+    def _witnessed(self, signals: bool) -> str:
+        if self.witness is None:
+            return ""
+        names = {p.pid: f"`{p.what}`" for p in self._procs if p.pid}
+        rec = self.witness.record(list(names), timeline=True)
+        if rec is None:
+            return ""
+        block = rec.summary(names, show_empty=signals or self.spec.signals)
+        if not block:
+            return ""
+        self.detail = rec.timeline
+        return "\n" + block
+
+    def _quiet(self, cmd: str, timeout: float) -> CmdResult:
+        """A guest command whose failure is not the test's (the witness's)."""
+        assert self.m is not None
+        try:
+            return self.m.run(cmd, timeout=timeout)
+        except VMError as e:
+            return CmdResult(status=None, signal=None, stdout="", stderr=str(e), timed_out=True, truncated=False)
 
     def run(self, cmd: str, timeout: float = 10.0, what: str = "", allow_timeout: bool = False):
         """Run a shell command in the VM; a timeout or a dead VM fails the test with a message naming `what`
@@ -394,12 +432,12 @@ class VmLab:
         # The status file is written when the program ends: 128+N when signal N killed it.
         cmd = (f"( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.status ) "
                f">/dev/null 2>&1 </dev/null & "
-               f"while [ ! -s {base}.pid ]; do usleep 5000; done")
+               f"while [ ! -s {base}.pid ]; do usleep 5000; done; cat {base}.pid")
         what = " ".join([name, *args])
         r = self.run(cmd, timeout=10, what=f"starting `{what}`")
-        if not r.ok:
+        if not r.ok or not r.stdout.strip().isdigit():
             self.fail(f"`{what}` could not be started in the VM")
-        p = GuestProc(self, name, what, base, log)
+        p = GuestProc(self, name, what, base, log, int(r.stdout.strip()))
         self._procs.append(p)
         return p
 
@@ -452,4 +490,6 @@ def vm(vm_lab: VmLab, request: pytest.FixtureRequest):
     """The lab's VM for one test: fails at once after an Oops or a failed build; cleans up after the test."""
     vm_lab.begin(request.node.name)
     yield vm_lab
+    if vm_lab.detail:
+        request.node._grader_detail = vm_lab.detail  # type: ignore[attr-defined]  (report.txt)
     vm_lab.end()

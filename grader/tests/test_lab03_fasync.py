@@ -471,7 +471,7 @@ def test_a_press_sends_sigio_to_the_registered_owner(vm: VmLab) -> None:
                    "and waited for SIGIO when the button was pressed.")
     if not got.startswith("got SIGIO"):
         vm.fail(p.explain("No SIGIO arrived after a press. Implement .fasync with fasync_helper() and call "
-                          "kill_fasync(&queue, SIGIO, POLL_IN) in the interrupt handler."))
+                          "kill_fasync(&queue, SIGIO, POLL_IN) in the interrupt handler."), signals=True)
     p.expect(r"^drained 1$", msg="After the SIGIO the press's record should be there to read.")
 
 
@@ -485,7 +485,7 @@ def test_with_f_setsig_the_signal_carries_poll_in_and_the_fd(vm: VmLab) -> None:
     m = re.match(r"got (\S+) code (-?\d+) fd (-?\d+) myfd (-?\d+)", got)
     if not m or m.group(1) != "SIGRTMIN":
         vm.fail(p.explain("With F_SETSIG set to SIGRTMIN, a press should send SIGRTMIN (kill_fasync() sends "
-                          "the file's F_SETSIG signal)."))
+                          "the file's F_SETSIG signal)."), signals=True)
     if m.group(2) != "1" or m.group(3) != m.group(4):
         vm.fail(p.explain(f"The siginfo of the signal says si_code {m.group(2)} and si_fd {m.group(3)}; "
                           f"expected POLL_IN (1) and the registered fd {m.group(4)}: pass POLL_IN as "
@@ -505,7 +505,7 @@ def test_two_registered_processes_both_get_the_signal(vm: VmLab) -> None:
         if not got.startswith("got SIGIO"):
             vm.fail(p.explain(f"Two processes were registered for SIGIO; the {who} got nothing from a press. "
                               "One fasync list for the device, with an entry per file: fasync_helper() "
-                              "with the same &queue for every file."))
+                              "with the same &queue for every file."), signals=True)
 
 
 @graded(task=2, points=2)
@@ -516,7 +516,7 @@ def test_a_closed_file_gets_no_more_signals(vm: VmLab) -> None:
     vm.button("press")
     got = p.expect(r"^(got|no-signal)", timeout=8)
     if not got.startswith("got SIGIO"):
-        vm.fail(p.explain("No SIGIO arrived after a press while the file was registered."))
+        vm.fail(p.explain("No SIGIO arrived after a press while the file was registered."), signals=True)
     p.expect("^closed$")
     vm.button("release")
     vm.button("click")
@@ -596,6 +596,14 @@ def stop_with(vm: VmLab, sig: str) -> None:
     st = w.wait_exit()
     if st != 0:
         vm.fail(w.explain(f"After SIG{sig}, buttonwatch should close the device and exit with status 0."))
+    # Its last line: the events it reported, in how many SIGIO deliveries (the kernel's count).
+    m = re.search(r"^(\d+) events in (\d+) SIGIO deliveries$", w.output(), re.M)
+    rec = vm.witness.record([w.pid]) if vm.witness else None
+    taken = rec.count(w.pid, "SIGIO").taken if rec else None
+    if not m or int(m.group(1)) != 2 or (taken is not None and int(m.group(2)) != taken):
+        vm.fail(w.explain(f"buttonwatch's last line should say how many events it reported in how many SIGIO "
+                          f"deliveries: `2 events in {taken if taken is not None else 'M'} SIGIO deliveries` "
+                          "after one click (count every run of the SIGIO handler)."), signals=True)
 
 
 @graded(task=3, points=1)
@@ -639,7 +647,8 @@ def test_presses_after_buttonwatch_exits_reach_nobody_and_oops_nothing(vm: VmLab
     vm.button("press")
     got = p.expect(r"^(got|no-signal)", timeout=8)
     if not got.startswith("got SIGIO"):
-        vm.fail(p.explain("After buttonwatch exited, a new registered process got no SIGIO from a press."))
+        vm.fail(p.explain("After buttonwatch exited, a new registered process got no SIGIO from a press."),
+                signals=True)
 
 
 # --- Task 4: a burst; a clean kernel log ---------------------------------------------------------
