@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -59,6 +60,8 @@ from vm.machine import CmdResult, CommandTimeout, Machine, VMError, find_oops  #
 
 GUEST_LAB = "/lab"
 GUEST_GRADER = "/lab/.grader"  # the grader's own programs and libraries
+GUEST_SOURCES = REPO / "grader" / "guest"  # the grader's guest programs (helpers=)
+REFERENCES = REPO / "grader" / "reference"  # earlier labs' drivers (reference=)
 RUNS = "/tmp/runs"  # background programs' output, pid and status files
 HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"]
 
@@ -68,16 +71,24 @@ class VmLabSpec(LabSpec):
     """A lab graded in the VM.
 
     module:  the .ko the student's Kbuild makes (without .ko); "" for none
-    helpers: the grader's own guest programs, {name: C source}, built with -Werror
+    helpers: the grader's own guest programs, {name: C source, or a .c file}, built with -Werror
+    reference: a folder of grader/reference/ (an earlier lab's driver, generated from its
+             solution): built as MODULE_ref.ko; vm.use_driver("reference") loads it, so the
+             lab's program tasks are graded against it, not against the student's driver
     board:   load the simulated button board (driver/wb_board.ko) after boot
     signals: every test is about signals: a failure shows the kernel's record of
              each process even when the kernel sent it none
     """
 
     module: str = ""
-    helpers: dict[str, str] = field(default_factory=dict)
+    helpers: dict[str, str | Path] = field(default_factory=dict)
     board: bool = True
     signals: bool = False
+    reference: str = ""
+
+    @property
+    def reference_module(self) -> str:
+        return f"{self.module}_ref"
 
 
 class GuestProc:
@@ -194,6 +205,8 @@ class VmLab:
         self._runs = 0
         self.has_sigsafe = False
         self.witness: Witness | None = None  # the kernel's record of signals, once the VM runs
+        self._driver: tuple[str, str] | None = None  # use_driver(): (module, parameters) loaded
+        self.module_error = ""  # the student's module did not build (a lab with a reference goes on)
         self.detail = ""  # the failed test's timeline, for report.txt
 
     # --- setting up --------------------------------------------------------
@@ -208,12 +221,15 @@ class VmLab:
 
         def make_board() -> None:
             try:
-                board["files"] = build_board(root / "board")
+                if self.spec.board:
+                    board["files"] = build_board(root / "board")
+                if self.spec.reference:
+                    board["reference"] = self._build_reference(root / "reference")
             except KmodError as e:
                 board["error"] = str(e)
 
         t = threading.Thread(target=make_board, daemon=True)
-        if self.spec.board:
+        if self.spec.board or self.spec.reference:
             t.start()
         if self.spec.module:
             self.kbuild = self._build_module(root / "src", root / "kmod")
@@ -226,18 +242,24 @@ class VmLab:
         if lib is not None:
             files[f"{GUEST_GRADER}/libsigsafe.so"] = lib
             self.has_sigsafe = True
-        if self.spec.board:
+        if self.spec.board or self.spec.reference:
             t.join()
             if "error" in board:
                 raise RuntimeError(f"grader bug: {board['error']}")
+        if self.spec.board:
             built: dict[str, Path] = board["files"]  # type: ignore[assignment]
             files[f"{GUEST_LAB}/wb_board.ko"] = built["wb_board.ko"]
             files[f"{GUEST_LAB}/button"] = built["button"]
             files["/usr/bin/button"] = built["button"]
+        if self.spec.reference:
+            files[f"{GUEST_GRADER}/{self.spec.reference_module}.ko"] = board["reference"]  # type: ignore[assignment]
         if self.kbuild is not None and not self.kbuild.ok:
-            self.broken = (f"{self.spec.folder}: the module does not build, so nothing of it can be tested. "
-                           f"The compiler's first errors:\n{_indent(self.kbuild.summary(15))}")
-            return
+            why = (f"{self.spec.folder}: the module does not build, so nothing of it can be tested. "
+                   f"The compiler's first errors:\n{_indent(self.kbuild.summary(15))}")
+            if not self.spec.reference:
+                self.broken = why
+                return
+            self.module_error = why  # the program tasks go on, with the reference driver
         if self.kbuild is not None and self.spec.module in self.kbuild.kos:
             files[f"{GUEST_LAB}/{self.spec.module}.ko"] = self.kbuild.kos[self.spec.module]
         for name, got in self.programs.items():
@@ -276,10 +298,27 @@ class VmLab:
 
         return build_module(src, out, w1=True, module=self.spec.module, runner=contained)
 
-    def _build_helper(self, name: str, source: str, out: Path) -> Path:
+    def _build_reference(self, out: Path) -> Path:
+        """grader/reference/FOLDER as MODULE_ref.ko (trusted code: built outside the sandbox)."""
+        src = REFERENCES / self.spec.reference
+        name = self.spec.reference_module
+        out.mkdir(parents=True, exist_ok=True)
+        objs = []
+        for f in sorted(src.iterdir()):
+            if f.suffix in (".c", ".h"):
+                shutil.copyfile(f, out / f.name)
+                if f.suffix == ".c":
+                    objs.append(f.stem + ".o")
+        (out / "Kbuild").write_text(f"obj-m += {name}.o\n{name}-y := {' '.join(objs)}\n")
+        b = build_module(out, out / "build", module=name)
+        if not b.ok:
+            raise KmodError(f"the reference driver {src} does not build:\n{b.summary()}")
+        return b.kos[name]
+
+    def _build_helper(self, name: str, source: str | Path, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         src = out / f"{name}.c"
-        src.write_text(source)
+        src.write_text(source.read_text() if isinstance(source, Path) else source)
         exe = out / name
         res = subprocess.run(["gcc", *HELPER_CFLAGS, "-o", str(exe), str(src)], capture_output=True, text=True)
         if res.returncode != 0:
@@ -409,6 +448,32 @@ class VmLab:
                       f"  The kernel log ends with:\n{_indent(log.strip())}")
         return r
 
+    def use_driver(self, which: str = "student", params: str = "") -> None:
+        """Load the student's module ("student") or the lab's reference driver ("reference"), with
+        insmod parameters, after unloading the other; nothing when it is loaded already so.
+        (The two cannot be loaded together: both are the platform driver "wb-button".)"""
+        if which == "student" and self.module_error:
+            self.fail(self.module_error)
+        name = self.spec.module if which == "student" else self.spec.reference_module
+        ko = f"{GUEST_LAB}/{name}.ko" if which == "student" else f"{GUEST_GRADER}/{name}.ko"
+        loaded = {ln.split()[0] for ln in self.run("cat /proc/modules", what="lsmod").stdout.splitlines() if ln}
+        if self._driver == (name, params) and name in loaded:
+            return
+        self._driver = None
+        for other in (self.spec.module, self.spec.reference_module):
+            if other in loaded:
+                r = self.run(f"rmmod {other}", timeout=20, what=f"rmmod {other}")
+                if not r.ok:
+                    self.fail(f"`rmmod {other}` failed before loading {name}.ko: {(r.stderr or r.stdout).strip()} "
+                              "(a file of /dev/button still open? a module that cannot be unloaded?)")
+        what = f"insmod {name}.ko {params}".strip()
+        r = self.run(f"insmod {ko} {params}", timeout=20, what=what)
+        if not r.ok:
+            log = self.run("dmesg | tail -n 6", timeout=10).stdout
+            self.fail(f"`{what}` failed: {(r.stderr or r.stdout).strip()}\n"
+                      f"  The kernel log ends with:\n{_indent(log.strip())}")
+        self._driver = (name, params)
+
     def spawn(self, name: str, *args: str, helper: bool = False, sigsafe: bool = True) -> GuestProc:
         """Start a program in the background; its output goes to RUNS/N.out."""
         if helper:
@@ -446,11 +511,12 @@ class VmLab:
         self.sh(f"button {action}", timeout=timeout,
                 what=f"`button {action}` (it returns once your interrupt handler has run)")
 
-    def irq_count(self) -> int | None:
-        """Interrupts of the student's module in /proc/interrupts, or None when it has no IRQ."""
+    def irq_count(self, module: str = "") -> int | None:
+        """Interrupts of the student's module (or of `module`) in /proc/interrupts, or None when it has
+        no IRQ."""
         out = self.run("cat /proc/interrupts", timeout=10).stdout
         for line in out.splitlines():
-            if line.rstrip().endswith(" " + self.spec.module):
+            if line.rstrip().endswith(" " + (module or self.spec.module)):
                 nums = re.findall(r"^\s*\d+:\s+(\d+)", line)
                 return int(nums[0]) if nums else 0
         return None

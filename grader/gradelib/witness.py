@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 START = "sigtrace start"
-TIMELINE_LINES = 300  # of the timeline kept for report.txt
+TIMELINE_LINES = 200  # of the timeline kept for report.txt (the first 3/4 and the last 1/4)
 
 _PROC = re.compile(r"^pid (\d+) \((.*)\):$")
 _COUNT = re.compile(r"^\s+(kernel: (\S+) generated (\d+), merged (\d+), taken (\d+)((?:, [a-z ]+ \d+)*))$")
