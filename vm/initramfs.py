@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import stat
 import struct
 import subprocess
@@ -138,11 +139,27 @@ def needed_libs(data: bytes) -> list[str]:
     return names
 
 
+_SONAME = re.compile(r"(lib[A-Za-z0-9_+-][A-Za-z0-9._+-]*\.so|ld-linux[A-Za-z0-9_-]*\.so)(\.[0-9]+)*")
+
+
 def find_host_lib(name: str) -> Path | None:
+    """The host library a DT_NEEDED entry names, or None.
+
+    The name comes from a student's binary: only a plain file name (no `/`, no `..`) is
+    looked up, only inside the library folders, and only a regular file is taken, so a
+    crafted entry cannot copy an arbitrary host file, a device or a FIFO into the VM."""
+    if not _SONAME.fullmatch(name) or name in (".", ".."):
+        return None
     for d in HOST_LIB_DIRS:
         p = d / name
-        if p.exists():
-            return p.resolve()
+        try:
+            real = Path(os.path.realpath(p))
+            st = os.stat(real)
+        except OSError:
+            continue
+        inside = any(real.is_relative_to(os.path.realpath(x)) for x in HOST_LIB_DIRS)
+        if inside and stat.S_ISREG(st.st_mode) and st.st_mode & 0o004:  # and anyone may read it
+            return real
     return None
 
 
@@ -267,8 +284,10 @@ def write(out: BinaryIO, files: Mapping[str, Source] | None = None, libc: bool =
             entries["/" + applet] = Entry(stat.S_IFLNK | 0o777, b"/bin/busybox")
     entries["/bin/agent"] = _file_entry(agent_binary())
     entries["/usr/bin/sigtrace"] = _file_entry(sigtrace_binary())
-    entries["/etc/passwd"] = Entry(stat.S_IFREG | 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
-    entries["/etc/group"] = Entry(stat.S_IFREG | 0o644, b"root:x:0:\n")
+    # student: the unprivileged user the grader runs the student's programs as (grader/guest/runas.c)
+    entries["/etc/passwd"] = Entry(stat.S_IFREG | 0o644, b"root:x:0:0:root:/root:/bin/sh\n"
+                                   b"student:x:1000:1000:student:/tmp:/bin/sh\n")
+    entries["/etc/group"] = Entry(stat.S_IFREG | 0o644, b"root:x:0:\nstudent:x:1000:\n")
     if libc:
         libs = {name: find_host_lib(name) for name in BASE_LIBS}
         missing = [n for n, p in libs.items() if p is None]

@@ -32,12 +32,14 @@ import time
 import zipfile
 from pathlib import Path
 
-from .cli import GradeError, gradescope, run_grading, write_atomic
+from .cli import GradeError, GradeTimeout, Stopped, gradescope, on_stop_signals, run_grading, write_atomic
+from .sandbox import hide, inert
 
 ARCHIVES = (".tar.gz", ".tgz", ".tar", ".zip")
 LAB_DIR = re.compile(r"^\d\d-[a-z0-9-]+$")
 MAX_MEMBERS = 5000
 MAX_BYTES = 64 << 20
+DEFAULT_TIME_LIMIT = 1200.0  # seconds for one submission, all labs
 STATUS_OK = "graded"
 
 
@@ -95,13 +97,19 @@ def extract(archive: Path, dest: Path) -> None:
                 if total > MAX_BYTES:
                     raise Malformed(f"the archive unpacks to more than {MAX_BYTES >> 20} MiB")
             for i in infos:
-                target = dest / i.filename
-                if i.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(i) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
+                if i.flag_bits & 0x1:
+                    raise Malformed(f"the zip member {i.filename!r} is encrypted: submit it without a password")
+            try:
+                for i in infos:
+                    target = dest / i.filename
+                    if i.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(i) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError, EOFError, ValueError) as e:
+                raise Malformed(f"the zip file cannot be unpacked ({_why(e)})")
         return
     try:
         tf = tarfile.open(archive)
@@ -123,17 +131,27 @@ def extract(archive: Path, dest: Path) -> None:
             total += m.size
             if total > MAX_BYTES:
                 raise Malformed(f"the archive unpacks to more than {MAX_BYTES >> 20} MiB")
-        for m in members:
-            target = dest / m.name
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(m)
-            if src is None:
-                continue
-            with src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
+        try:
+            for m in members:
+                target = dest / m.name
+                if m.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tf.extractfile(m)
+                if src is None:
+                    continue
+                with src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+            # e.g. a file where a folder must go ("a" then "a/b"), or a truncated member
+            raise Malformed(f"the tar archive cannot be unpacked ({_why(e)})")
+
+
+def _why(e: BaseException) -> str:
+    """An exception in a few words, without the scratch folder's path."""
+    text = str(e) or type(e).__name__
+    return re.sub(r"/tmp/grade-all-[^/\s']+/x/?", "", text)[:200]
 
 
 def find_labs_root(top: Path) -> Path:
@@ -154,9 +172,16 @@ def find_labs_root(top: Path) -> Path:
     raise Malformed("wrong layout: no lab folder (such as 01-signal/) at the top, in labs/ or in one top-level folder")
 
 
-def grade_one(entry: Path, lab: int | None, repeat: int) -> dict:
-    """Grade one submission; never raises for a bad submission."""
-    rec: dict = {"student": student_name(entry), "source": entry.name, "fingerprint": fingerprint(entry)}
+def grade_one(entry: Path, lab: int | None, repeat: int, student: str | None = None,
+              time_limit: float | None = None) -> dict:
+    """Grade one submission; never raises: whatever goes wrong is this submission's row."""
+    rec: dict = {"student": student or student_name(entry), "source": entry.name}
+    try:
+        rec["fingerprint"] = fingerprint(entry)
+    except (OSError, RuntimeError) as e:
+        rec.update(fingerprint="", status=f"malformed: cannot read it ({_why(e)})", score=0, max_score=0, labs={},
+                   report=f"Not graded: cannot read {entry.name} ({_why(e)})")
+        return _inert_record(rec)
     work = Path(tempfile.mkdtemp(prefix="grade-all-"))
     try:
         if entry.is_file():
@@ -169,8 +194,11 @@ def grade_one(entry: Path, lab: int | None, repeat: int) -> dict:
             top = entry
         else:
             raise Malformed("not a folder or an archive")
-        root = find_labs_root(top)
-        s = run_grading(root, lab=lab, repeat=repeat)
+        try:
+            root = find_labs_root(top)
+        except OSError as e:  # a link loop, a folder that cannot be read
+            raise Malformed(f"cannot read the submission ({_why(e)})")
+        s = run_grading(root, lab=lab, repeat=repeat, timeout=time_limit)
         labs: dict[str, list[int]] = {}
         for r in s.results:
             got, tot = labs.setdefault(str(r["lab"]), [0, 0])
@@ -179,11 +207,41 @@ def grade_one(entry: Path, lab: int | None, repeat: int) -> dict:
                    warnings=s.warnings, gradescope=gradescope(s))
     except Malformed as e:
         rec.update(status=f"malformed: {e}", score=0, max_score=0, labs={}, report=f"Not graded: {e}")
+    except GradeTimeout as e:
+        rec.update(status=f"time limit: {e}", score=0, max_score=0, labs={},
+                   report=f"Not graded: {e} (grade-all --time-limit SECONDS sets the limit per submission)")
     except GradeError as e:
         rec.update(status=f"error: {e}".splitlines()[0], score=0, max_score=0, labs={}, report=str(e))
+    except Exception as e:  # noqa: BLE001  (one submission's failure never stops the batch)
+        rec.update(status=f"malformed: could not unpack or grade it ({type(e).__name__}: {_why(e)})", score=0,
+                   max_score=0, labs={}, report=f"Not graded: {type(e).__name__}: {_why(e)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return _inert_record(rec)
+
+
+def _inert_record(rec: dict) -> dict:
+    for k in ("student", "source", "status", "report"):
+        if isinstance(rec.get(k), str):
+            rec[k] = inert(rec[k])
     return rec
+
+
+def student_keys(entries: list[Path]) -> dict[Path, tuple[str, str]]:
+    """Each entry's (student, report file name).  Two entries that map to one name (`carol/` and
+    `carol.tar.gz`; `bob smith` and `bob_smith`) both keep a row: the name says which entry it is."""
+    by_file: dict[str, list[Path]] = {}
+    for e in entries:
+        by_file.setdefault(safe_name(student_name(e)).lower(), []).append(e)
+    keys: dict[Path, tuple[str, str]] = {}
+    for group in by_file.values():
+        for e in group:
+            if len(group) == 1:
+                keys[e] = (student_name(e), safe_name(student_name(e)))
+            else:
+                tag = hashlib.sha256(e.name.encode()).hexdigest()[:6]
+                keys[e] = (f"{student_name(e)} [{e.name}]", f"{safe_name(student_name(e))}-{tag}")
+    return keys
 
 
 def safe_name(student: str) -> str:
@@ -202,52 +260,66 @@ def write_gradebook(out: Path, records: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    on_stop_signals()
     ap = argparse.ArgumentParser(prog="grader/grade-all", description="Grade every submission in a folder.")
     ap.add_argument("dir", help="a folder with one entry (folder or archive) per student")
     ap.add_argument("--out", help="where gradebook.csv and reports/ go (default: DIR.grades)")
     ap.add_argument("--lab", type=int, help="grade only lab N")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
+                    help=f"stop grading one submission after this long (default {DEFAULT_TIME_LIMIT:g})")
     a = ap.parse_args(argv)
     src = Path(a.dir).resolve()
     if not src.is_dir():
         print(f"grade-all: {src} is not a folder", file=sys.stderr)
         return 2
     out = Path(a.out).resolve() if a.out else src.with_name(src.name + ".grades")
+    hide(src)
+    hide(out)
     reports = out / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     entries = sorted(p for p in src.iterdir() if not p.name.startswith("."))
+    keys = student_keys(entries)
     records: dict[str, dict] = {}
     todo: list[Path] = []
     for e in entries:
-        saved = reports / f"{safe_name(student_name(e))}.json"
+        student, fname = keys[e]
+        saved = reports / f"{fname}.json"
         try:
             old = json.loads(saved.read_text())
-            if old.get("fingerprint") == fingerprint(e) and old.get("lab") == a.lab:
-                records[old["student"]] = old
+            if old.get("fingerprint") == fingerprint(e) and old.get("lab") == a.lab and old.get("source") == inert(e.name):
+                records[fname] = old
                 continue
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):
             pass
         todo.append(e)
+    dups = sorted({keys[e][0] for e in entries if keys[e][0] != student_name(e)})
     print(f"grade-all: {len(entries)} submissions in {src}; {len(records)} already graded, {len(todo)} to grade; "
           f"results in {out}", flush=True)
+    if dups:
+        print(f"grade-all: warning: {len(dups)} submissions share a student name with another; each keeps its own "
+              f"row: {', '.join(inert(d) for d in dups)}", flush=True)
     write_gradebook(out, list(records.values()))
     t0 = time.monotonic()
     try:
         for i, e in enumerate(todo, 1):
             start = time.monotonic()
-            print(f"[{i}/{len(todo)}] {student_name(e)} ... ", end="", flush=True)
-            rec = grade_one(e, a.lab, a.repeat)
+            student, fname = keys[e]
+            print(f"[{i}/{len(todo)}] {inert(student)} ... ", end="", flush=True)
+            rec = grade_one(e, a.lab, a.repeat, student=student, time_limit=a.time_limit)
             rec["lab"] = a.lab
-            name = safe_name(rec["student"])
-            write_atomic(reports / f"{name}.txt", rec["report"] + "\n")
-            write_atomic(reports / f"{name}.json", json.dumps(rec, indent=1))
-            records[rec["student"]] = rec
+            if student != student_name(e):
+                rec["status"] += f" (duplicate name: another submission is also {inert(student_name(e))!r})"
+            write_atomic(reports / f"{fname}.txt", rec["report"] + "\n")
+            write_atomic(reports / f"{fname}.json", json.dumps(rec, indent=1))
+            records[fname] = rec
             write_gradebook(out, list(records.values()))
-            verdict = f"{rec['score']}/{rec['max_score']}" if rec["status"] == STATUS_OK else rec["status"]
+            verdict = f"{rec['score']}/{rec['max_score']}" if rec["status"].startswith(STATUS_OK) else rec["status"]
             print(f"{verdict} ({time.monotonic() - start:.1f} s)", flush=True)
-    except KeyboardInterrupt:
-        print("\ngrade-all: interrupted; finished results are kept, run again to continue", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Stopped) as e:
+        print(f"\ngrade-all: {'interrupted' if isinstance(e, KeyboardInterrupt) else e}; finished results are kept, "
+              f"run again to continue", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 128 + e.signum
     n = len(todo)
     if n:
         rate = n / max(time.monotonic() - t0, 1e-9) * 60

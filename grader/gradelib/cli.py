@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -24,6 +25,8 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .sandbox import hidden_env, hide, inert
 
 GRADER = Path(__file__).resolve().parent.parent
 REPO = GRADER.parent
@@ -34,6 +37,46 @@ MAX_FILES = 5000
 
 class GradeError(Exception):
     """Grading could not run (not: the submission is wrong)."""
+
+
+class GradeTimeout(GradeError):
+    """Grading the whole submission took longer than its limit."""
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP reached the grader: stop everything and clean up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def on_stop_signals() -> None:
+    """SIGTERM and SIGHUP end the grader the way Ctrl-C does: the whole tree is stopped, scratch removed."""
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
+def stop_tree(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """End pytest and everything it started: SIGTERM to its session (it kills its sandboxes and VMs),
+    then SIGKILL to whatever is left of its process group."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=wait)
+            if sig == signal.SIGTERM:  # the leader is gone; its group may not be
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 # --- copying a submission safely -----------------------------------------------
@@ -124,7 +167,7 @@ def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit
     os.chmod(work, 0o755)
     try:
         copy = work / "submission"
-        summary = Summary(warnings=safe_copy(submission, copy))
+        summary = Summary(warnings=[inert(w) for w in safe_copy(submission, copy)])
         results_json = work / "results.json"
         r, w = os.pipe()
         cmd = [python_with_pytest(), "-m", "pytest", "tests", "-q", "--tb=short", "-p", "no:cacheprovider",
@@ -136,7 +179,8 @@ def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit
         if junit is not None:
             cmd += ["--junitxml", str(junit)]
         log = open(work / "pytest.log", "w+")
-        env = dict(os.environ, GRADER_TIME_SCALE=str(time_scale))
+        hide(submission.resolve())
+        env = dict(os.environ, GRADER_TIME_SCALE=str(time_scale), GRADER_HIDE=hidden_env())
         proc = subprocess.Popen(cmd, cwd=GRADER, stdout=log, stderr=subprocess.STDOUT, pass_fds=[w],
                                 stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         os.close(w)
@@ -152,12 +196,10 @@ def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-            raise GradeError(f"grading did not finish within {timeout:g} s")
+            stop_tree(proc)
+            raise GradeTimeout(f"grading did not finish within {timeout:g} s")
         except BaseException:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+            stop_tree(proc)
             raise
         t.join(timeout=5)
         if proc.returncode not in (0, 1, 5) or not results_json.exists():
@@ -167,6 +209,8 @@ def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit
         if proc.returncode == 5 or not json.loads(results_json.read_text()):
             raise GradeError(f"no graded tests were selected{f' for lab {lab}' if lab else ''}")
         summary.results = json.loads(results_json.read_text())
+        for x in summary.results:  # inert already; again, in case a test bypassed the plugin
+            x["message"] = inert(x["message"])
         summary.score = sum(x["points"] for x in summary.results if x["outcome"] == "passed")
         summary.max_score = sum(x["points"] for x in summary.results)
         summary.text = render(summary, submission)
@@ -253,6 +297,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    on_stop_signals()
     ap = argparse.ArgumentParser(prog="grader/grade", description="Grade the workbook's labs.")
     ap.add_argument("path", nargs="?", default=str(REPO / "labs"), help="the labs to grade (default: labs/)")
     ap.add_argument("--lab", type=int, help="grade only lab N")
@@ -265,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     sub = Path(a.path).resolve()
     out = Path(a.out)
+    hide(sub)
+    hide(out.resolve())
     junit = Path(a.junit) if a.junit else out / "junit.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)
     what = f"lab {a.lab}" if a.lab else "all labs"
@@ -282,8 +329,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grade: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("grade: interrupted", file=sys.stderr)
+        print("grade: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
+    except Stopped as e:
+        print(f"grade: {e}; everything it started is stopped", file=sys.stderr)
+        return 128 + e.signum
     print()
     print(s.text)
     write_atomic(Path(a.json) if a.json else out / "results.json", json.dumps(gradescope(s), indent=1))

@@ -103,10 +103,14 @@ class Outcome:
     stdout: str
     stderr: str
     sigsafe: list[str]
+    killed_for: str | None = None  # the sandbox's watchdog: memory or disk
+    after_signal: str = ""  # what it printed after the test's first signal reached it
 
     def describe(self) -> str:
         if self.flooded:
             return f"`{self.what}` printed more than {sandbox.OUTPUT_CAP // 1024} KiB and was killed (an output loop?)"
+        if self.killed_for:
+            return f"`{self.what}` was killed by the grader: {self.killed_for}"
         if self.timed_out:
             return f"`{self.what}` did not finish within {self.timeout:g} s and was killed (blocked or in an endless loop?)"
         if self.signal is not None:
@@ -125,7 +129,7 @@ class Outcome:
         return "\n".join(parts)
 
     def expect_exit(self, code: int, msg: str) -> None:
-        if self.timed_out or self.flooded or self.signal is not None or self.exitcode != code:
+        if self.timed_out or self.flooded or self.killed_for or self.signal is not None or self.exitcode != code:
             pytest.fail(self.explain(msg), pytrace=False)
 
     def expect_signal(self, sig: int, msg: str) -> None:
@@ -151,6 +155,7 @@ class Proc:
         self.c = contained
         self.pid = contained.pid
         self._pos = 0  # stdout offset after the last expect() match
+        self._signal_mark: int | None = None  # stdout bytes written before the first signal
         self._sigsafe_log = sigsafe_log
         build._procs.append(self)
 
@@ -165,7 +170,19 @@ class Proc:
         self.c.close_stdin()
 
     def kill(self, sig: int) -> None:
-        self.c.signal(sig)
+        """Send sig; fail the test if the program had already ended (its output before this moment
+        does not count as a reaction: expect() and Outcome.after_signal look after it)."""
+        mark = self.c.out.mark()
+        if not self.c.signal(sig):
+            out = self._finish(1.0)
+            pytest.fail(out.explain(
+                f"The grader was about to send {signame(sig)} to `{self.what}`, but it had already ended: "
+                f"the program must keep running until the signal comes (whatever it printed before "
+                f"the signal does not count as its reaction)."), pytrace=False)
+        if self._signal_mark is None:
+            self._signal_mark = mark
+        with self.c.cond:
+            self._pos = max(self._pos, len(clean_text(bytes(self.c.out.buf[:mark]))))
 
     def expect(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         """Wait for `pattern` in stdout after the previous match; fail the test with the story if it never comes."""
@@ -196,18 +213,20 @@ class Proc:
     def _finish(self, timeout: float) -> Outcome:
         timeout *= TIME_SCALE
         ex = self.c.wait(timeout)
+        after = ex.stdout[self._signal_mark:] if self._signal_mark is not None else b""
         return Outcome(
             what=self.what, exitcode=ex.exitcode, signal=ex.signal, timed_out=ex.timed_out, timeout=timeout,
             flooded=ex.flooded, stdout=clean_text(ex.stdout), stderr=clean_text(ex.stderr),
-            sigsafe=_read_sigsafe(self._sigsafe_log),
+            sigsafe=_read_sigsafe(self._sigsafe_log), killed_for=ex.killed_for, after_signal=clean_text(after),
         )
 
 
 def _read_sigsafe(path: Path | None) -> list[str]:
-    if path is None or not path.exists():
+    """The checker's findings; the log is in the program's folder, so read it as untrusted."""
+    data = sandbox.read_untrusted(path, 65536) if path is not None else None
+    if not data:
         return []
-    with open(path, "rb") as f:
-        lines = f.read(65536).decode("utf-8", "replace").splitlines()
+    lines = clean_text(data).splitlines()
     return sorted({ln.strip() for ln in lines if ln.strip()})
 
 
@@ -273,9 +292,10 @@ class LabBuild:
         out = self.bin / name
         argv = ["gcc", f"-std={prog.std}", *CFLAGS, *(SANITIZE if prog.sanitize else []), *prog.cflags,
                 "-o", str(out), *prog.sources, *prog.ldflags]
-        c = sandbox.Contained(argv, cwd=self.root / "src", writable=[self.root], env=_base_env(self.root),
+        # The sandbox shows the compiler this lab's sources and its output folder, nothing else.
+        c = sandbox.Contained(argv, cwd=self.root / "src", writable=[self.bin], env=_base_env(self.bin),
                               limits=Limits(cpu_seconds=60, processes=32, address_space=None), stdin=False,
-                              readonly=[self.root.parent])
+                              readonly=[self.root / "src"])
         ex = c.wait(timeout=120.0)
         if ex.timed_out:
             return BuildFailed(f"Compiling `{name}` did not finish within 120 s.")
@@ -308,7 +328,7 @@ class LabBuild:
         e.update(env or {})
         lim = limits or Limits(address_space=None if prog.sanitize else 2 << 30)
         c = sandbox.Contained([str(exe), *args], cwd=cwd, writable=[cwd], env=e, limits=lim, stdin=stdin,
-                              readonly=[self.root.parent, _libs()])
+                              readonly=[self.bin, _libs()])
         return c, log
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None, preload: list[str] | None = None,

@@ -21,6 +21,7 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from .lab import LabBuild, LabSpec, set_library_dir
+from .sandbox import inert, kill_everything
 from .vmlab import vm, vm_lab  # noqa: F401  (fixtures of the labs graded in the VM)
 
 
@@ -84,6 +85,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "graded(task, points, hidden=False): a graded test")
     config.addinivalue_line("markers", "prereq: a prerequisite check with no points")
     config._grader = GraderState(config)  # type: ignore[attr-defined]
+
+    def stop(signum: int, frame: Any) -> None:
+        # grader/grade is stopping us: kill every contained program now (QEMU dies with this
+        # process through its death signal), then unwind like Ctrl-C.
+        kill_everything()
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -196,6 +206,7 @@ def _message(call: pytest.CallInfo) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     rep = outcome.get_result()
+    setattr(item, f"_grader_rep_{rep.when}", rep)  # fixtures look at how the test went
     if not _is_graded_test(item):
         return
     st: GraderState = item.config._grader  # type: ignore[attr-defined]
@@ -211,7 +222,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if rep.failed or rep.skipped:
         if prev.outcome != "failed" or prev.message == "the test did not run" or rep.when != "teardown":
             prev.outcome = "failed"
-            prev.message = _message(call) + getattr(item, "_grader_repeat_note", "")
+            # Messages quote student output, compiler output and the kernel's log: render them inert.
+            prev.message = inert(_message(call) + getattr(item, "_grader_repeat_note", ""))
     elif rep.when == "call":
         prev.outcome, prev.message = "passed", ""
     if rep.when == "teardown":

@@ -1,42 +1,72 @@
-"""Run a student's program contained: it can hang, crash, fork-bomb, flood or
-try to write outside its folder, and the grader goes on.
+"""Run a student's program contained: it can hang, crash, fork-bomb, flood,
+eat memory or disk, or try to read or write outside its folder, and the grader
+goes on.
 
 Containment, from the outside in:
-- bubblewrap (bwrap): a read-only view of the whole file system except the
-  writable folders given, a private /tmp, no network, a new PID namespace (so
-  killing bwrap kills every process the program started, also ones that
-  called setsid or ignore SIGTERM) and a new session (no controlling tty);
-- when the grader runs as root, the program runs as `nobody`: root is exempt
-  from RLIMIT_NPROC, so a fork bomb would otherwise not be stopped;
+- bubblewrap (bwrap): a new root that holds only the system's programs and
+  libraries (/usr, /etc and the /bin, /lib... links), read-only; a private
+  /tmp of bounded size; /dev and /proc of its own; no network; a new PID
+  namespace (killing bwrap kills every process the program started, also ones
+  that called setsid or ignore SIGTERM) and a new session (no controlling
+  tty). The program sees its own folders and nothing else: not the
+  repository, not the class folder, not other submissions, not reports.
+  Paths to hide that lie inside a system folder (a repository cloned under
+  /usr/src, say) are covered with an empty tmpfs;
+- when the grader runs as root, bwrap runs as root (so it can bind paths that
+  an unprivileged user cannot traverse, such as a clone under /root) and the
+  program runs as `nobody` with no capabilities and no_new_privs (setpriv):
+  root is exempt from RLIMIT_NPROC, so a fork bomb would otherwise not stop;
 - rlimits: CPU time, processes, file size, open files, address space (not with
-  AddressSanitizer, which reserves terabytes of shadow; ASan's own RSS limit
+  AddressSanitizer, which reserves terabytes of shadow: ASan's own RSS limit
   is used instead), no core files;
+- a watchdog on the whole tree: resident memory of every process in it (a
+  sanitized program, or anything it execs, has no address-space limit) and
+  the disk its writable folders hold; over either limit the tree is killed;
 - output: stdout and stderr are read through pipes and capped; a program that
   writes more is killed and marked as flooding;
 - a wall-clock timeout per wait, with the process group killed on expiry.
 
 Where bwrap cannot create namespaces (unprivileged user namespaces disabled),
-the program still runs in its own process group with the rlimits, and a
-warning says the file system is not isolated.
+the program still runs in its own process group with the rlimits and the
+watchdog, and a warning says the file system is not isolated.
+
+Files a contained program could write are read by the grader only through
+read_untrusted() (no links, no FIFOs, regular files of the sandbox's user).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pwd
 import re
 import resource
+import select
 import shutil
 import signal
+import stat
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 OUTPUT_CAP = 1 << 20  # bytes per stream
 NOBODY = 65534
+REPO = Path(__file__).resolve().parent.parent.parent
+# What the sandbox's root holds besides the program's own folders: the system, read-only.
+SYSTEM_DIRS = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+TMP_SIZE = 64 << 20  # the private /tmp
+WATCH_PERIOD = 0.2  # seconds between two looks of the watchdog
+MAX_WATCHED_FILES = 20000  # more files than this in the writable folders: killed
+
+
+class SandboxError(Exception):
+    """The sandbox itself could not start the program (a setup problem, not the student's)."""
 
 
 @dataclass
@@ -46,6 +76,8 @@ class Limits:
     file_size: int = 16 << 20
     open_files: int = 256
     address_space: int | None = 2 << 30  # None: no limit (AddressSanitizer)
+    memory: int = 1 << 30  # resident memory of the whole tree
+    disk: int = 64 << 20  # bytes the writable folders may hold (and the private /tmp)
 
 
 def _running_as_root() -> bool:
@@ -66,16 +98,32 @@ def _count_processes(uid: int) -> int:
 
 _bwrap_ok: bool | None = None
 _bwrap_why = ""
+# What contained programs must never see, when a system folder would show it: the repository
+# (solutions, tests), and what the grader's caller names (the submission, a class folder, reports;
+# GRADER_HIDE, a list like PATH, carries them from grader/grade into the test process).
+_hidden: set[Path] = {REPO, *(Path(x) for x in os.environ.get("GRADER_HIDE", "").split(os.pathsep) if x)}
+
+
+def hide(path: Path) -> None:
+    """Never show `path` to a contained program (a submission, a class folder, reports)."""
+    _hidden.add(Path(path).resolve())
+
+
+def hidden_env() -> str:
+    """GRADER_HIDE for a child process that runs contained programs."""
+    return os.pathsep.join(sorted(str(h) for h in _hidden))
 
 
 def bwrap_usable() -> bool:
     """Can we create the sandbox here?  Checked once per process."""
     global _bwrap_ok, _bwrap_why
     if _bwrap_ok is None:
-        if shutil.which("bwrap") is None:
+        if os.environ.get("GRADER_SANDBOX") == "none":
+            _bwrap_ok, _bwrap_why = False, "GRADER_SANDBOX=none"
+        elif shutil.which("bwrap") is None:
             _bwrap_ok, _bwrap_why = False, "bwrap is not installed (Debian package bubblewrap)"
         else:
-            cmd = _user_prefix() + ["bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"]
+            cmd = ["bwrap", *_namespaces(), *_root_binds(), "--die-with-parent", "--", *_user_prefix(), "true"]
             res = subprocess.run(cmd, capture_output=True, text=True)
             _bwrap_ok = res.returncode == 0
             _bwrap_why = res.stderr.strip()
@@ -84,10 +132,68 @@ def bwrap_usable() -> bool:
     return _bwrap_ok
 
 
+def _namespaces() -> list[str]:
+    ns = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    # As root, no user namespace: the program drops to nobody inside (setpriv), which a
+    # namespace that maps only root could not do.
+    return ns if _running_as_root() else ["--unshare-user", *ns]
+
+
+def _root_binds() -> list[str]:
+    """The system, read-only: /usr, /etc, and /bin, /lib... as links where the system has links."""
+    args: list[str] = []
+    for d in SYSTEM_DIRS:
+        if os.path.islink(d):
+            args += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            args += ["--ro-bind", d, d]
+    return args
+
+
+def _hide_args(shown: list[Path]) -> list[str]:
+    """Cover hidden paths that a system folder would show (a clone under /usr/src)."""
+    args: list[str] = []
+    roots = [Path(d).resolve() for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    for h in sorted(_hidden):
+        if not any(h.is_relative_to(r) for r in roots) or not h.exists():
+            continue
+        if any(p.is_relative_to(h) and p != h for p in shown) or h.is_dir():
+            args += ["--tmpfs", str(h)]
+        else:
+            args += ["--ro-bind", "/dev/null", str(h)]
+    return args
+
+
+def _parent_dirs(paths: list[Path], covered: list[Path]) -> list[str]:
+    """Traversable folders on the way to the bound paths (bwrap would make them 0700, root's).
+    Folders inside a system folder exist already, unless a tmpfs `covered` them."""
+    system = [Path(d) for d in SYSTEM_DIRS] + [Path("/dev"), Path("/proc")]
+    made: list[str] = []
+    args: list[str] = []
+    for p in paths:
+        for parent in reversed(p.parents):
+            if parent == Path("/") or parent == Path("/tmp"):
+                continue
+            if any(parent.is_relative_to(d) for d in system) and not any(
+                    parent.is_relative_to(c) and parent != c for c in covered):
+                continue
+            if str(parent) not in made:
+                made.append(str(parent))
+                args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
 def _user_prefix() -> list[str]:
+    """Inside the sandbox, as root: become nobody, with no capabilities and no way to regain any."""
     if _running_as_root():
-        return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all", "--no-new-privs", "--"]
     return []
+
+
+def sandbox_uid() -> int:
+    """The user contained programs run as."""
+    return NOBODY if _running_as_root() else os.getuid()
 
 
 def make_writable(path: Path) -> None:
@@ -111,12 +217,16 @@ class _Reader(threading.Thread):
         self.on_flood = on_flood
 
     def run(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         while True:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except OSError:
-                chunk = b""
+            poller.poll()
+            # Read under the lock, so mark() never misses bytes between the pipe and the buffer.
             with self.cond:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    chunk = b""
                 if not chunk:
                     self.eof = True
                     self.cond.notify_all()
@@ -129,6 +239,17 @@ class _Reader(threading.Thread):
                 self.cond.notify_all()
         os.close(self.fd)
 
+    def mark(self) -> int:
+        """Bytes the program has written so far: what was read plus what waits in the pipe."""
+        with self.cond:
+            if self.eof:
+                return len(self.buf)
+            try:
+                waiting = struct.unpack("i", fcntl.ioctl(self.fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            except OSError:
+                waiting = 0
+            return len(self.buf) + waiting
+
 
 @dataclass
 class Exit:
@@ -138,6 +259,7 @@ class Exit:
     signal: int | None = None
     timed_out: bool = False
     flooded: bool = False
+    killed_for: str | None = None  # the watchdog killed it: memory or disk
     stdout: bytes = b""
     stderr: bytes = b""
     extra: dict[str, str] = field(default_factory=dict)
@@ -158,21 +280,27 @@ class Contained:
     ) -> None:
         self.cond = threading.Condition()
         self._killed_for_flood = False
+        self.killed_for: str | None = None  # the watchdog's reason, once it killed the tree
         self._bwrap = bwrap_usable()
+        self.writable = [Path(w) for w in writable]
+        self.limits = limits
         info_r = info_w = -1
-        base = _user_prefix()
         if self._bwrap:
             info_r, info_w = os.pipe()
-            cmd = base + ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+            shown = [Path(x).resolve() for x in [*(readonly or []), *writable, cwd]]
+            hides = _hide_args(shown)
+            covered = [Path(hides[i + 1]) for i in range(0, len(hides), 2) if hides[i] == "--tmpfs"]
+            cmd = ["bwrap", *_namespaces(), *_root_binds(), "--dev", "/dev", "--proc", "/proc",
+                   "--perms", "1777", "--size", str(min(limits.disk, TMP_SIZE)), "--tmpfs", "/tmp", *hides]
+            cmd += _parent_dirs(shown, covered)
             for r in readonly or []:
-                cmd += ["--ro-bind", str(r), str(r)]  # e.g. the scratch tree, hidden by the private /tmp
+                cmd += ["--ro-bind", str(r), str(r)]
             for w in writable:
                 cmd += ["--bind", str(w), str(w)]
-            cmd += ["--unshare-all", "--die-with-parent", "--new-session", "--info-fd", str(info_w),
-                    "--chdir", str(cwd), "--"]
-            cmd += argv
+            cmd += ["--die-with-parent", "--new-session", "--info-fd", str(info_w), "--chdir", str(cwd), "--"]
+            cmd += _user_prefix() + argv
         else:
-            cmd = base + argv
+            cmd = _fallback_prefix() + argv
         nproc_base = _count_processes(NOBODY if _running_as_root() else os.getuid())
 
         def preexec() -> None:
@@ -204,7 +332,6 @@ class Contained:
         finally:
             if info_w >= 0:
                 os.close(info_w)
-        self.pid = self._find_program_pid(info_r)
         self.out = _Reader(os.dup(self.popen.stdout.fileno()), self.cond, self._flood)
         self.err = _Reader(os.dup(self.popen.stderr.fileno()), self.cond, self._flood)
         self.popen.stdout.close()
@@ -212,6 +339,11 @@ class Contained:
         self.out.start()
         self.err.start()
         self.result: Exit | None = None
+        _live.add(self)
+        self.pid = self._find_program_pid(info_r)
+        self._watch_stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
 
     def _find_program_pid(self, info_r: int) -> int:
         """The host PID of the program itself (inside bwrap it is the reaper's child)."""
@@ -222,7 +354,11 @@ class Contained:
         try:
             reaper = int(json.loads(data)["child-pid"])
         except (ValueError, KeyError):
-            return self.popen.pid  # bwrap failed early; its stderr says why
+            # bwrap failed before it started the program: a setup problem, never the student's
+            self.popen.wait()
+            self.err.join(timeout=5)
+            why = clean_text(bytes(self.err.buf)).strip() or f"bwrap exited with status {self.popen.returncode}"
+            raise SandboxError(f"the sandbox could not start `{Path(self.popen.args[-1]).name}`: {why}")
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             try:
@@ -237,6 +373,27 @@ class Contained:
     def _flood(self) -> None:
         self._killed_for_flood = True
         self.kill_all()
+
+    # --- the watchdog: memory and disk of the whole tree ----------------
+    def _watch(self) -> None:
+        while not self._watch_stop.wait(WATCH_PERIOD):
+            if self.popen.poll() is not None:
+                return
+            why = None
+            rss = tree_rss(self.popen.pid)
+            if rss > self.limits.memory:
+                why = (f"its processes used more than {self.limits.memory >> 20} MiB of memory "
+                       f"({rss >> 20} MiB resident)")
+            else:
+                used, files = disk_usage(self.writable, MAX_WATCHED_FILES)
+                if used > self.limits.disk:
+                    why = f"it wrote more than {self.limits.disk >> 20} MiB to disk"
+                elif files > MAX_WATCHED_FILES:
+                    why = f"it created more than {MAX_WATCHED_FILES} files"
+            if why:
+                self.killed_for = why
+                self.kill_all()
+                return
 
     # --- interaction -----------------------------------------------------
     def send(self, data: bytes) -> bool:
@@ -257,11 +414,19 @@ class Contained:
             except OSError:
                 pass
 
-    def signal(self, sig: int) -> None:
+    def signal(self, sig: int) -> bool:
+        """Send sig to the program; False when it had already ended (the signal reached nobody).
+
+        The program must be alive when the signal is sent: a process that has exited (a zombie
+        or gone) ignores signals silently, so a test that means "after the signal" would
+        otherwise credit output printed before it."""
+        if process_state(self.pid) in (None, "Z", "X", "x"):
+            return False
         try:
             os.kill(self.pid, sig)
         except ProcessLookupError:
-            pass
+            return False
+        return True
 
     def stdout_snapshot(self) -> bytes:
         with self.cond:
@@ -291,13 +456,15 @@ class Contained:
             timed_out = True
         self.kill_all()  # stragglers: children left in the background
         self.popen.wait()
+        self._watch_stop.set()
+        _live.discard(self)
         self.close_stdin()
         self.out.join(timeout=5)
         self.err.join(timeout=5)
         code = self.popen.returncode
-        ex = Exit(timed_out=timed_out, flooded=self._killed_for_flood,
-                  stdout=bytes(self.out.buf), stderr=bytes(self.err.buf))
-        if not timed_out and not ex.flooded:
+        ex = Exit(timed_out=timed_out and self.killed_for is None, flooded=self._killed_for_flood,
+                  stdout=bytes(self.out.buf), stderr=bytes(self.err.buf), killed_for=self.killed_for)
+        if not ex.timed_out and not ex.flooded and ex.killed_for is None:
             if self._bwrap:
                 # bwrap exits with the program's status, or 128+N when a signal killed it
                 ex.exitcode, ex.signal = _decode_bwrap_status(code, ex.stderr)
@@ -324,9 +491,133 @@ def nobody_home() -> str:
         return "/nonexistent"
 
 
-_ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
+_live: "weakref.WeakSet[Contained]" = weakref.WeakSet()
+
+
+def kill_everything() -> None:
+    """Kill every contained program still running (the grader is being stopped)."""
+    for c in list(_live):
+        c.kill_all()
+
+
+def _fallback_prefix() -> list[str]:
+    """Without bwrap: as root, still drop to nobody (RLIMIT_NPROC must apply)."""
+    if not _running_as_root():
+        return []
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R, S, D, T, Z...), or None when there is no such process."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return stat_line.rsplit(")", 1)[1].split()[0]
+    except IndexError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                kids += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return kids
+
+
+def tree_pids(root: int, limit: int = 4096) -> list[int]:
+    """root and every process below it."""
+    seen, todo = [], [root]
+    while todo and len(seen) < limit:
+        p = todo.pop()
+        seen.append(p)
+        todo.extend(_children(p))
+    return seen
+
+
+def tree_rss(root: int) -> int:
+    """Bytes resident in the process tree under root (the sandbox's own bwrap processes included)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for p in tree_pids(root):
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def disk_usage(folders: list[Path], max_files: int) -> tuple[int, int]:
+    """(bytes allocated, number of entries) under the folders, counting at most max_files + 1 entries."""
+    used = count = 0
+    todo = [str(f) for f in folders]
+    while todo and count <= max_files:
+        d = todo.pop()
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    count += 1
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    used += st.st_blocks * 512
+                    if e.is_dir(follow_symlinks=False):
+                        todo.append(e.path)
+                    if count > max_files:
+                        break
+        except OSError:
+            pass
+    return used, count
+
+
+def read_untrusted(path: Path, limit: int = 1 << 20) -> bytes | None:
+    """The first `limit` bytes of a file a contained program could have made or replaced, or None.
+
+    Never follows a link (O_NOFOLLOW), never blocks on a FIFO (O_NONBLOCK), and reads only a
+    regular file owned by the sandbox's user or by us: a program cannot make the grader quote
+    /etc/shadow, or hang it on a pipe, by putting something else in the file's place."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (sandbox_uid(), os.geteuid()):
+            return None
+        chunks, left = [], limit
+        while left > 0:
+            b = os.read(fd, min(left, 65536))
+            if not b:
+                break
+            chunks.append(b)
+            left -= len(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+# Every control character but newline and tab: escape sequences (CSI, OSC), C1 controls,
+# carriage returns, backspaces, BEL and NUL could redraw or garble the grader's table.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(text: str) -> str:
+    """Text from outside the grader, safe to show on a terminal: every control character but
+    newline and tab is written as an escape (\\x1b), so it cannot move the cursor, clear the
+    screen or reorder the text."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)
 
 
 def clean_text(b: bytes) -> str:
-    """Bytes from a student's program as printable text."""
-    return _ANSI.sub(b"", b).decode("utf-8", "replace")
+    """Bytes from a student's program (or the kernel) as inert, printable text."""
+    return inert(b.decode("utf-8", "replace"))

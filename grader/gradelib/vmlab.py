@@ -22,7 +22,8 @@ and asks for the `vm` fixture.  The whole test module shares one boot:
 
 The kernel's witness (gradelib/witness.py) records every test's signals; a
 failing test's message shows the record of the processes it started, and
-report.txt its timeline.
+report.txt its timeline.  A lab may grade its program tasks against an
+earlier lab's driver (VmLabSpec.reference, loaded with use_driver()).
 
 Failures that end the lab: the module does not build (every test fails with
 the compiler's first errors), the VM does not boot, the kernel oopses or the
@@ -48,7 +49,9 @@ from pathlib import Path
 import pytest
 
 from . import sandbox
-from .lab import REPO, SIGNAL_HINTS, TIME_SCALE, BuildFailed, LabBuild, LabSpec, _indent, sigsafe_library, signame
+from .lab import (GRADER, REPO, SIGNAL_HINTS, TIME_SCALE, BuildFailed, LabBuild, LabSpec, _indent, harness_library,
+                  sigsafe_library, signame)
+from .modcheck import check_imports
 from .sandbox import Limits, clean_text
 from .witness import Witness
 
@@ -59,29 +62,42 @@ from vm.kmod import KmodError, ModuleBuild, build_board, build_module, kdir as k
 from vm.machine import CmdResult, CommandTimeout, Machine, VMError, find_oops  # noqa: E402
 
 GUEST_LAB = "/lab"
-GUEST_GRADER = "/lab/.grader"  # the grader's own programs and libraries
-GUEST_SOURCES = REPO / "grader" / "guest"  # the grader's guest programs (helpers=)
-REFERENCES = REPO / "grader" / "reference"  # earlier labs' drivers (reference=)
-RUNS = "/tmp/runs"  # background programs' output, pid and status files
-HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"]
+GUEST_GRADER = "/lab/.grader"  # the grader's own programs and libraries: root's, read-only to students
+RUNS = "/tmp/runs"  # background programs' output, pid and status files (root's)
+GUEST_SRC = GRADER / "guest"  # the grader's guest programs, one .c file each
+REFERENCES = GRADER / "reference"  # earlier labs' drivers, generated from their solutions
+HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror"]
+STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
+# Kernel taint flags (Documentation/admin-guide/tainted-kernels.rst) that mean trouble. Every run is
+# tainted O and E by unsigned out-of-tree modules; these bits no exported function can clear.
+TAINTS = {7: ("D", "the kernel oopsed or hit a BUG (taint D)"),
+          9: ("W", "the kernel printed a WARNING (taint W)"),
+          14: ("L", "a soft lockup: a CPU was stuck in the kernel for over 20 s (taint L)"),
+          5: ("B", "the kernel found a bad page: memory corruption (taint B)")}
 
 
 @dataclass
 class VmLabSpec(LabSpec):
     """A lab graded in the VM.
 
-    module:  the .ko the student's Kbuild makes (without .ko); "" for none
-    helpers: the grader's own guest programs, {name: C source, or a .c file}, built with -Werror
-    reference: a folder of grader/reference/ (an earlier lab's driver, generated from its
-             solution): built as MODULE_ref.ko; vm.use_driver("reference") loads it, so the
-             lab's program tasks are graded against it, not against the student's driver
-    board:   load the simulated button board (driver/wb_board.ko) after boot
-    signals: every test is about signals: a failure shows the kernel's record of
-             each process even when the kernel sent it none
+    module:   the .ko the student's Kbuild makes (without .ko); "" for none
+    helpers:  the grader's own guest programs, grader/guest/NAME.c, built with -Werror
+    harness:  LD_PRELOAD libraries of grader/harness/ the tests may use in the VM
+    devices:  device nodes the module makes, readable by the student's programs (as udev would)
+    imports:  kernel functions this lab allows beyond the usual (gradelib/modcheck.py)
+    board:    load the simulated button board (driver/wb_board.ko) after boot
+    signals:  every test is about signals: a failure shows the kernel's record of each
+              process even when the kernel sent it none
+    reference: a folder of grader/reference/ (an earlier lab's driver): built as
+              MODULE_ref.ko; use_driver("reference") loads it, so the lab's program
+              tasks are graded against it rather than against the student's driver
     """
 
     module: str = ""
-    helpers: dict[str, str | Path] = field(default_factory=dict)
+    helpers: tuple[str, ...] = ()
+    harness: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()
     board: bool = True
     signals: bool = False
     reference: str = ""
@@ -174,7 +190,19 @@ class GuestProc:
         raise AssertionError("unreachable")
 
     def signal(self, sig: str) -> None:
-        self.vm.run(f"kill -{sig} $(cat {self.base}.pid) 2>/dev/null", timeout=10, what=f"kill -{sig}")
+        """Send SIG (a name: "INT", "USR1") to the program, which must still be running: a process
+        that has ended ignores signals silently, so the output it printed before this moment does
+        not count as its reaction (expect() looks after it)."""
+        r = self.vm.run(
+            f"p=$(cat {self.base}.pid); st=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -c1); "
+            f"if [ -e {self.base}.status ] || [ -z \"$st\" ] || [ \"$st\" = Z ]; then exit 3; fi; "
+            f"n=$(wc -l < {self.out}); kill -{sig} $p && echo $n", timeout=10, what=f"kill -{sig}")
+        if r.status == 3 or not r.stdout.strip().isdigit():
+            self.vm.fail(self.explain(
+                f"The grader was about to send SIG{sig} to `{self.what}`, but it had already ended: the program "
+                f"must keep running until the signal comes (whatever it printed before the signal does not count "
+                f"as its reaction)."))
+        self.line = max(self.line, int(r.stdout.strip()))
 
     def wait_exit(self, timeout: float = 5.0) -> int | None:
         """Wait for the program to end; its status (128+N: signal N), or None if it is still running."""
@@ -204,10 +232,12 @@ class VmLab:
         self._procs: list[GuestProc] = []
         self._runs = 0
         self.has_sigsafe = False
+        self.review: list[str] = []  # the module's imports for the instructor to look at
+        self._taint = 0  # the kernel's taint flags when the test began
         self.witness: Witness | None = None  # the kernel's record of signals, once the VM runs
+        self.detail = ""  # the failed test's timeline, for report.txt
         self._driver: tuple[str, str] | None = None  # use_driver(): (module, parameters) loaded
         self.module_error = ""  # the student's module did not build (a lab with a reference goes on)
-        self.detail = ""  # the failed test's timeline, for report.txt
 
     # --- setting up --------------------------------------------------------
     def setup(self) -> None:
@@ -236,8 +266,10 @@ class VmLab:
         for name in self.spec.programs:
             self.programs[name] = self.build._compile(name)
         files: dict[str, Path] = {}
-        for name, src in self.spec.helpers.items():
-            files[f"{GUEST_GRADER}/{name}"] = self._build_helper(name, src, root / "helpers")
+        for name in ("runas", *self.spec.helpers):
+            files[f"{GUEST_GRADER}/{name}"] = self._build_helper(name, root / "helpers")
+        for name in self.spec.harness:
+            files[f"{GUEST_GRADER}/{name}.so"] = harness_library(name)
         lib = sigsafe_library()
         if lib is not None:
             files[f"{GUEST_GRADER}/libsigsafe.so"] = lib
@@ -246,13 +278,13 @@ class VmLab:
             t.join()
             if "error" in board:
                 raise RuntimeError(f"grader bug: {board['error']}")
+        if self.spec.reference:
+            files[f"{GUEST_GRADER}/{self.spec.reference_module}.ko"] = board["reference"]  # type: ignore[assignment]
         if self.spec.board:
             built: dict[str, Path] = board["files"]  # type: ignore[assignment]
             files[f"{GUEST_LAB}/wb_board.ko"] = built["wb_board.ko"]
             files[f"{GUEST_LAB}/button"] = built["button"]
             files["/usr/bin/button"] = built["button"]
-        if self.spec.reference:
-            files[f"{GUEST_GRADER}/{self.spec.reference_module}.ko"] = board["reference"]  # type: ignore[assignment]
         if self.kbuild is not None and not self.kbuild.ok:
             why = (f"{self.spec.folder}: the module does not build, so nothing of it can be tested. "
                    f"The compiler's first errors:\n{_indent(self.kbuild.summary(15))}")
@@ -260,8 +292,19 @@ class VmLab:
                 self.broken = why
                 return
             self.module_error = why  # the program tasks go on, with the reference driver
-        if self.kbuild is not None and self.spec.module in self.kbuild.kos:
-            files[f"{GUEST_LAB}/{self.spec.module}.ko"] = self.kbuild.kos[self.spec.module]
+        if self.kbuild is not None and self.kbuild.ok and self.spec.module in self.kbuild.kos:
+            ko = self.kbuild.kos[self.spec.module]
+            imports = check_imports(ko, self.spec.imports)
+            if imports.error:
+                raise RuntimeError(f"grader setup: {imports.error}")
+            if not imports.ok and not self.spec.reference:
+                self.broken = imports.refusal(self.spec.module)
+                return
+            if not imports.ok:
+                self.module_error = imports.refusal(self.spec.module)
+            else:
+                self.review = imports.review
+                files[f"{GUEST_LAB}/{self.spec.module}.ko"] = ko
         for name, got in self.programs.items():
             if isinstance(got, Path):
                 files[f"{GUEST_LAB}/{name}"] = got
@@ -273,8 +316,12 @@ class VmLab:
             return
         self.boot_seconds = self.m.boot_seconds
         self.witness = Witness(self._quiet)
+        r = self.m.run(f"mkdir -p {RUNS} && chmod 755 {RUNS} && chmod -R go-w {GUEST_LAB}", timeout=30)
+        if not r.ok:
+            self.broken = f"the VM's run folder could not be made (a grader problem): {r.stderr.strip()}"
+            return
         if self.spec.board:
-            r = self.m.run("insmod /lab/wb_board.ko && mkdir -p " + RUNS, timeout=30)
+            r = self.m.run("insmod /lab/wb_board.ko", timeout=30)
             if not r.ok:
                 self.broken = f"the button board did not load (a grader problem): {r.stderr.strip()}"
 
@@ -289,8 +336,8 @@ class VmLab:
             sandbox.make_writable(cwd)
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
             c = sandbox.Contained(argv, cwd=cwd, writable=[cwd], env=env, stdin=False,
-                                  # the headers may live under /tmp, which the sandbox replaces
-                                  readonly=[self.build.root.parent, k.parent],
+                                  # only the headers (vm/cache/VERSION) and the module's own folder
+                                  readonly=[k.parent],
                                   limits=Limits(cpu_seconds=240, processes=64, file_size=64 << 20,
                                                 address_space=None))
             ex = c.wait(timeout=timeout)
@@ -299,7 +346,7 @@ class VmLab:
         return build_module(src, out, w1=True, module=self.spec.module, runner=contained)
 
     def _build_reference(self, out: Path) -> Path:
-        """grader/reference/FOLDER as MODULE_ref.ko (trusted code: built outside the sandbox)."""
+        """grader/reference/FOLDER as MODULE_ref.ko (the grader's own code: built outside the sandbox)."""
         src = REFERENCES / self.spec.reference
         name = self.spec.reference_module
         out.mkdir(parents=True, exist_ok=True)
@@ -315,10 +362,9 @@ class VmLab:
             raise KmodError(f"the reference driver {src} does not build:\n{b.summary()}")
         return b.kos[name]
 
-    def _build_helper(self, name: str, source: str | Path, out: Path) -> Path:
+    def _build_helper(self, name: str, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
-        src = out / f"{name}.c"
-        src.write_text(source.read_text() if isinstance(source, Path) else source)
+        src = GUEST_SRC / f"{name}.c"
         exe = out / name
         res = subprocess.run(["gcc", *HELPER_CFLAGS, "-o", str(exe), str(src)], capture_output=True, text=True)
         if res.returncode != 0:
@@ -336,22 +382,72 @@ class VmLab:
         self.detail = ""
         if self.broken:
             pytest.fail(self.broken, pytrace=False)
+        self._taint = self.taint()
         if self.witness is not None:
             self.witness.start()
 
-    def end(self) -> None:
-        """After a test: stop what it started, and look for an Oops it caused."""
+    def end(self, failed: bool = False) -> None:
+        """After a test: stop what it started, look for an Oops or a new taint flag it caused, and
+        give the next test a clean device: the student's module is reloaded (a stale entry left on a
+        list by this test must not crash the next one and be blamed on it)."""
         if self.broken or self.m is None:
             return
         try:
-            for p in self._procs:
-                p.kill()
-            self._procs.clear()
+            stuck = self._stop_programs()
             if self.spec.board:
                 self.m.run("button stop; button bounce 0; button release", timeout=15)
         except VMError as e:
             self._vm_failed(e)
+            return
         self._scan()
+        self._check_taint()
+        if stuck:
+            self.broken = (f"a program was stuck in the kernel after an earlier test ({self.test_name}) and could "
+                           f"not be killed:\n{_indent(stuck)}\n  The lab cannot go on with it: a read or "
+                           f"poll that cannot be interrupted (wait_event_interruptible?) keeps the module busy.")
+            pytest.fail(self.broken, pytrace=False)
+        if self.spec.module and self.module_loaded(quiet=True):
+            self.reload_module(failed)
+
+    def _stop_programs(self) -> str:
+        """SIGKILL what the test started and wait until it is gone; what could not be killed, described."""
+        pids = " ".join(f"$(cat {p.base}.pid 2>/dev/null)" for p in self._procs)
+        self._procs.clear()
+        if not pids:
+            return ""
+        r = self.m.run(f"for p in {pids}; do kill -KILL $p 2>/dev/null; done; i=0; "
+                       f"while [ $i -lt 100 ]; do left=''; for p in {pids}; do "
+                       f"[ -d /proc/$p ] && [ \"$(sed 's/.*) //' /proc/$p/stat | cut -c1)\" != Z ] && left=\"$left $p\"; "
+                       f"done; [ -z \"$left\" ] && exit 0; usleep 20000; i=$((i+1)); done; "
+                       f"for p in $left; do echo \"pid $p ($(cat /proc/$p/comm)) in $(cat /proc/$p/wchan): "
+                       f"$(head -n 3 /proc/$p/stack | tr '\\n' ' ')\"; done; exit 1",
+                       timeout=15)
+        return "" if r.ok else (r.stdout.strip() or "a program did not die")
+
+    def taint(self) -> int:
+        """The kernel's taint flags (/proc/sys/kernel/tainted)."""
+        try:
+            r = self.m.run("cat /proc/sys/kernel/tainted", timeout=10)
+        except VMError as e:
+            self._vm_failed(e)
+            return 0
+        return int(r.stdout.strip()) if r.stdout.strip().isdigit() else 0
+
+    def _check_taint(self) -> None:
+        """Fail the test if the kernel gained a taint flag during it, even when the log was hidden."""
+        gained = self.taint() & ~self._taint
+        bad = [(bit, flag, why) for bit, (flag, why) in sorted(TAINTS.items()) if gained >> bit & 1]
+        if not bad:
+            return
+        self._taint |= gained
+        what = "; ".join(why for _, _, why in bad)
+        shown = "\n".join(self.warnings[-1:]) if self.warnings else ""
+        excerpt = (f" Excerpt:\n{_indent(_excerpt(shown))}" if shown else
+                   " The kernel's log shows nothing of it: the module lowered the console log level or "
+                   "cleared the log, but the taint flags cannot be cleared.")
+        if any(flag in "DLB" for _, flag, _ in bad):
+            self.broken = f"during an earlier test ({self.test_name}): {what}.{excerpt}"
+        pytest.fail(f"During this test {what}.{excerpt}", pytrace=False)
 
     # --- running commands ------------------------------------------------------
     def fail(self, msg: str, signals: bool = False) -> None:
@@ -427,15 +523,24 @@ class VmLab:
         head = next((ln for ln in first if "cut here" not in ln), "")
         if re.search(r"\]\s*WARNING:|^WARNING:", head):
             self.warnings.append(oops)
+            self._taint = self.taint()  # reported here: the taint check need not say it again
             pytest.fail(f"the kernel printed a WARNING during this test; excerpt:\n{_indent(_excerpt(oops))}",
                         pytrace=False)
         self.broken = f"the kernel oopsed in an earlier test ({self.test_name}); excerpt:\n{_indent(_excerpt(oops))}"
         pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(_excerpt(oops))}", pytrace=False)
 
     # --- the lab's pieces -----------------------------------------------------------
-    def module_loaded(self) -> bool:
-        r = self.run(f"grep -q '^{self.spec.module} ' /proc/modules", timeout=10, what="lsmod")
-        return r.ok
+    def module_loaded(self, quiet: bool = False) -> bool:
+        cmd = f"grep -q '^{self.spec.module} ' /proc/modules"
+        if quiet:
+            assert self.m is not None
+            return self.m.run(cmd, timeout=10).ok
+        return self.run(cmd, timeout=10, what="lsmod").ok
+
+    def _udev(self) -> str:
+        """What udev would do on a real system: the device nodes readable by everyone."""
+        nodes = " ".join(shlex.quote(d) for d in self.spec.devices)
+        return f"; for d in {nodes}; do [ -e $d ] && chmod a+r $d; done; true" if nodes else ""
 
     def load_module(self, check: bool = True):
         """insmod the student's module unless it is loaded; the result of insmod (or None)."""
@@ -446,7 +551,23 @@ class VmLab:
             log = self.run("dmesg | tail -n 8", timeout=10).stdout
             self.fail(f"`insmod {self.spec.module}.ko` failed: {(r.stderr or r.stdout).strip()}\n"
                       f"  The kernel log ends with:\n{_indent(log.strip())}")
+        if r.ok and self.spec.devices:
+            self.run(self._udev().lstrip("; "), timeout=10, what="making the device readable")
         return r
+
+    def reload_module(self, after_failure: bool) -> None:
+        """rmmod and insmod the student's module between tests (a clean device for the next one), with
+        the parameters use_driver() gave it."""
+        assert self.m is not None
+        params = self._driver[1] if self._driver and self._driver[0] == self.spec.module else ""
+        ko = f"{GUEST_LAB}/{self.spec.module}.ko {params}".rstrip()
+        r = self.m.run(f"rmmod {self.spec.module} && insmod {ko}{self._udev()}", timeout=30)
+        self._scan()
+        if not r.ok:
+            self._driver = None
+        if not r.ok and after_failure:
+            # The test failed already; the next test gets a module that is not loaded (it loads it).
+            self.m.run(f"insmod {ko}{self._udev()}", timeout=30)
 
     def use_driver(self, which: str = "student", params: str = "") -> None:
         """Load the student's module ("student") or the lab's reference driver ("reference"), with
@@ -467,15 +588,19 @@ class VmLab:
                     self.fail(f"`rmmod {other}` failed before loading {name}.ko: {(r.stderr or r.stdout).strip()} "
                               "(a file of /dev/button still open? a module that cannot be unloaded?)")
         what = f"insmod {name}.ko {params}".strip()
-        r = self.run(f"insmod {ko} {params}", timeout=20, what=what)
+        r = self.run(f"insmod {ko} {params}{self._udev()}", timeout=20, what=what)
         if not r.ok:
             log = self.run("dmesg | tail -n 6", timeout=10).stdout
             self.fail(f"`{what}` failed: {(r.stderr or r.stdout).strip()}\n"
                       f"  The kernel log ends with:\n{_indent(log.strip())}")
         self._driver = (name, params)
 
-    def spawn(self, name: str, *args: str, helper: bool = False, sigsafe: bool = True) -> GuestProc:
-        """Start a program in the background; its output goes to RUNS/N.out."""
+    def spawn(self, name: str, *args: str, helper: bool = False, sigsafe: bool = True,
+              preload: tuple[str, ...] | None = None, env: dict[str, str] | None = None,
+              sigpending: int | None = None) -> GuestProc:
+        """Start a program in the background; its output goes to RUNS/N.out.  The student's programs
+        run as the user `student` (preload: harness libraries; env: more variables; sigpending: a
+        lower RLIMIT_SIGPENDING); the grader's helpers (helper=True) as root."""
         if helper:
             exe = f"{GUEST_GRADER}/{name}"
         else:
@@ -487,15 +612,30 @@ class VmLab:
             exe = f"{GUEST_LAB}/{name}"
         self._runs += 1
         base = f"{RUNS}/{self._runs:03d}-{name}"
-        env = ""
         log = None
-        if sigsafe and not helper and self.has_sigsafe:
-            log = f"{base}.sigsafe"
-            env = f"export LD_PRELOAD={GUEST_GRADER}/libsigsafe.so SIGSAFE_LOG={log}; "
-        argv = " ".join(shlex.quote(a) for a in (exe, *args))
-        inner = shlex.quote(f"echo $$ > {base}.pid; {env}exec {argv}")
+        if helper:  # the grader's own programs run as root, out of the student programs' reach
+            argv = " ".join(shlex.quote(a) for a in (exe, *args))
+            prep = ""
+        else:  # the student's, as the unprivileged user `student`, in a folder of its own
+            preload = [f"{GUEST_GRADER}/{h}.so" for h in preload or ()]
+            envs = [f"{k}={v}" for k, v in (env or {}).items()]
+            if sigsafe and self.has_sigsafe:
+                log = f"{base}.sigsafe"
+                preload.insert(0, f"{GUEST_GRADER}/libsigsafe.so")
+                envs.append(f"SIGSAFE_LOG={log}")
+            if preload:
+                envs.append("LD_PRELOAD=" + " ".join(preload))
+            opts = [a for e in envs for a in ("-e", e)]
+            if sigpending is not None:
+                opts += ["-l", f"sigpending={sigpending}"]
+            argv = " ".join(shlex.quote(a) for a in (f"{GUEST_GRADER}/runas", *opts, "-d", f"{base}.d", "--",
+                                                     exe, *args))
+            # the checker's log is made here, owned by the student, in root's folder: no link can replace it
+            prep = (f"mkdir {base}.d && chown {STUDENT_UID}:{STUDENT_UID} {base}.d && "
+                    + (f"touch {log} && chown {STUDENT_UID} {log} && " if log else ""))
+        inner = shlex.quote(f"echo $$ > {base}.pid; exec {argv}")
         # The status file is written when the program ends: 128+N when signal N killed it.
-        cmd = (f"( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.status ) "
+        cmd = (f"{prep}( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.status ) "
                f">/dev/null 2>&1 </dev/null & "
                f"while [ ! -s {base}.pid ]; do usleep 5000; done; cat {base}.pid")
         what = " ".join([name, *args])
@@ -558,4 +698,5 @@ def vm(vm_lab: VmLab, request: pytest.FixtureRequest):
     yield vm_lab
     if vm_lab.detail:
         request.node._grader_detail = vm_lab.detail  # type: ignore[attr-defined]  (report.txt)
-    vm_lab.end()
+    call = getattr(request.node, "_grader_rep_call", None)
+    vm_lab.end(failed=call is None or call.failed)

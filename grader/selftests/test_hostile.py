@@ -93,7 +93,7 @@ def _host_submission(case: str, dest: Path, sentinel: Path) -> Path:
 @pytest.mark.parametrize("case", sorted(HOST_CASES))
 def test_host_hostile_submission(case: str, tmp_path: Path, sentinel: Path) -> None:
     sub = _host_submission(case, tmp_path, sentinel)
-    watched = [sentinel, REPO / "labs", REPO / "solutions", REPO / "grader" / "tests", Path("/root")]
+    watched = [sentinel, REPO / "labs", REPO / "solutions", REPO / "grader" / "tests"]
     before, tmp_before = _snapshot(watched), _tmp_listing()
     s = run_grading(sub, lab=int(HOST_LAB[:2]), timeout=900, time_scale=SCALE)
     assert s.score == 0, f"{case}: a hostile submission scored {s.score}/{s.max_score}"

@@ -75,7 +75,7 @@ def _trace(lab, *args: str) -> tuple[list[str], object]:
     out = p.wait()
     out.expect_exit(0, f"`{' '.join(['mask', *args])}` got SIGUSR1 and should report its trace and exit 0: install "
                        f"on_usr1 and on_usr2 with sigaction(2).")
-    m = re.search(r"^trace:(.*)$", out.stdout, re.M)
+    m = re.search(r"^trace:(.*)$", out.after_signal, re.M)
     assert m, out.explain("Expected a line `trace: ...`.")
     return m.group(1).split(), out
 

@@ -21,14 +21,15 @@ import re
 import pytest
 
 from gradelib.lab import Program
-from gradelib.vmlab import GUEST_SOURCES, REFERENCES, GuestProc, VmLab, VmLabSpec
+from gradelib.vmlab import REFERENCES, GuestProc, VmLab, VmLabSpec
 from gradelib.witness import SignalCount
 
 LAB = VmLabSpec(
     4, "04-sigio-bursts",
     programs={"burstwatch": Program(["burstwatch.c"], sanitize=False)},
     module="button_driver",
-    helpers={"reader": GUEST_SOURCES / "reader.c"},
+    helpers=("reader",),
+    devices=("/dev/button",),
     reference="03-fasync-button",
     signals=True,
 )
