@@ -7,6 +7,7 @@
 #   make vm LAB=3               ... with lab 3's module and programs in /lab
 #   make test                   the project's own tests (for maintainers and CI)
 #   make bench                  boot, command and grading times
+#   make plot LAB=4             a lab's figure, measured in the VM (labs/04-*/bursts.svg)
 #   make starter                regenerate labs/ starter code from solutions/
 #
 # Every target installs what it needs first (tools/deps.sh: apt-get as root,
@@ -19,12 +20,12 @@ SUBMISSION ?= labs
 LAB ?=
 REPEAT ?= 1
 
-.PHONY: all deps fetch grade test selftest proof vm bench starter starter-check clean help
+.PHONY: all deps fetch grade test selftest proof vm bench plot starter starter-check clean help
 
 all: help
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh
@@ -55,6 +56,12 @@ vm: fetch
 bench: fetch
 	@$(PY) vm/bench.py
 	@$(PY) grader/bench.py
+
+# One script per figure: tools/plots/labN-*.py, each writes its SVG into the lab's folder.
+plot: fetch
+	@sh tools/deps.sh --plot
+	@set -e; ls tools/plots/lab$(or $(LAB),4)-*.py >/dev/null 2>&1 || { echo "make plot: no figure for lab $(LAB)"; exit 1; }; \
+	for f in tools/plots/lab$(or $(LAB),4)-*.py; do $(PY) $$f; done
 
 clean:
 	rm -rf grader/out build

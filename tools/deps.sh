@@ -7,11 +7,21 @@
 # /lib/modules or the running kernel: the VM's kernel is fetched separately
 # into vm/cache by vm/fetch.py.
 #
-# Usage: tools/deps.sh [--check]      (--check: report, install nothing)
+# Usage: tools/deps.sh [--check] [--plot]
+#   --check  report, install nothing
+#   --plot   also what the figures need (make plot): gnuplot-nox
 set -eu
 
 # libelf1: the kbuild objtool binary links it; procps: pgrep in the tests.
 PACKAGES="gcc make libc6-dev libelf1 qemu-system-x86 python3 python3-pytest cpio bubblewrap util-linux procps"
+check=""
+for a in "$@"; do
+	case "$a" in
+	--check) check=1 ;;
+	--plot) PACKAGES="$PACKAGES gnuplot-nox" ;;
+	*) echo "usage: $0 [--check] [--plot]" >&2; exit 2 ;;
+	esac
+done
 
 missing=""
 for p in $PACKAGES; do
@@ -24,7 +34,7 @@ done
 
 [ -z "$missing" ] && exit 0
 
-if [ "${1:-}" = "--check" ]; then
+if [ -n "$check" ]; then
 	echo "deps: missing Debian packages:$missing" >&2
 	exit 1
 fi

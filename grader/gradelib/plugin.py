@@ -228,7 +228,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         prev.outcome, prev.message = "passed", ""
     if rep.when == "teardown":
         if prev.outcome == "failed":
-            prev.detail = getattr(item, "_grader_detail", "")
+            prev.detail = inert(getattr(item, "_grader_detail", ""))  # comm names are the student's
         prev.duration = round(time.monotonic() - getattr(prev, "_start", time.monotonic()), 3)
         if st.progress is not None:
             mark = "PASS" if prev.outcome == "passed" else "FAIL"

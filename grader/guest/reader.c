@@ -11,9 +11,10 @@
                           sigio N                     (with -a) deliveries
    reader count       the correct reader: F_SETOWN, O_ASYNC, and a SIGIO
                       handler that reads until EAGAIN; print "ready", and at
-                      SIGUSR1 print and exit:
+                      SIGUSR1 read what is left, print and exit:
                           deliveries D records R lost L
-                      (lost: seq numbers skipped, the ring overwrote them)
+                      (R: records read, by the handler or at the end; lost:
+                      seq numbers skipped, the ring overwrote them)
 
    Build: gcc -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -o reader reader.c
 */
@@ -62,14 +63,12 @@ onSigioCount(int sig)
 
 /* The correct reader: every record, until EAGAIN; gaps in seq are lost. */
 static void
-onSigioDrain(int sig)
+drainAll(void)
 {
     struct button_event ev[BATCH];
     int saved = errno;
     ssize_t n;
 
-    (void) sig;
-    deliveries++;
     while ((n = read(fd, ev, sizeof(ev))) > 0) {
         for (ssize_t i = 0; i < n / (ssize_t) sizeof(ev[0]); i++) {
             if (lastSeq != 0 && ev[i].seq != lastSeq + 1)
@@ -79,6 +78,14 @@ onSigioDrain(int sig)
         }
     }
     errno = saved;
+}
+
+static void
+onSigioDrain(int sig)
+{
+    (void) sig;
+    deliveries++;
+    drainAll();
 }
 
 static void
@@ -135,6 +142,7 @@ main(int argc, char *argv[])
         printf("ready\n");
         while (!gotUsr1)
             sigsuspend(&wait);
+        drainAll();             /* SIGIO is blocked again: what is left */
         printf("deliveries %d records %d lost %d\n", (int) deliveries, (int) records, (int) lost);
         return 0;
     }
