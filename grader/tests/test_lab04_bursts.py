@@ -106,6 +106,15 @@ def kernel_sigio(vm: VmLab, w: GuestProc) -> SignalCount:
     return rec.count(w.pid, "SIGIO")
 
 
+def press_release(vm: VmLab, w: GuestProc) -> None:
+    """Two events read one by one: the program knows the last seq, so whatever the ring overwrites
+    later is a gap it can name (before its first record it cannot know what it missed)."""
+    vm.button("press")
+    w.expect(r"^SIGIO ", msg="The button was pressed while burstwatch was watching.")
+    vm.button("release")
+    w.expect(r"^SIGIO ", msg="The button was released while burstwatch was watching.")
+
+
 def deliveries(lines: list[str]) -> list[re.Match[str]]:
     return [m for m in map(DELIVERY.match, lines) if m]
 
@@ -166,13 +175,15 @@ def test_the_deliveries_counted_are_those_the_kernel_made(vm: VmLab) -> None:
 def test_the_last_line_counts_events_and_deliveries(vm: VmLab) -> None:
     w = watch(vm)
     s0 = seq_now(vm)
+    press_release(vm, w)
     vm.button("burst 100 0")
     lines = finish(vm, w)
     events, counted, read, lost = totals(vm, w, lines)
     made = seq_now(vm) - s0
     k = kernel_sigio(vm, w)
     if events != made or read + lost != made or counted != k.taken:
-        vm.fail(w.explain(f"After `button burst 100 0` ({made} events, {k.taken} SIGIO taken) the last line should "
+        vm.fail(w.explain(f"After a press, a release and `button burst 100 0` ({made} events, {k.taken} SIGIO "
+                          "taken) the last line should "
                           f"read `{made} events in {k.taken} SIGIO deliveries: R read, L lost` with R + L = {made}."))
 
 
@@ -196,6 +207,7 @@ def test_one_sigio_reads_every_record_of_a_held_burst(vm: VmLab) -> None:
 def test_every_event_of_a_fast_burst_is_read_or_named_lost(vm: VmLab) -> None:
     w = watch(vm)
     s0 = seq_now(vm)
+    press_release(vm, w)
     vm.button("burst 1000 0", timeout=60)
     lines = finish(vm, w)
     s1 = seq_now(vm)
@@ -217,7 +229,8 @@ def test_every_event_of_a_fast_burst_is_read_or_named_lost(vm: VmLab) -> None:
     ok = (covered == set(range(s0 + 1, s1 + 1)) and sum(n for _, _, n in losts) == len(lost)
           and sum(n for _, _, n in reads) == len(covered - lost) == total_read and len(lost) == total_lost)
     if not ok:
-        vm.fail(w.explain(f"`button burst 1000 0` made the events seq {s0 + 1} to {s1}. Each must be read by "
+        vm.fail(w.explain(f"A press, a release and `button burst 1000 0` made the events seq {s0 + 1} to {s1}. "
+                          "Each must be read by "
                           "some delivery's drain (`SIGIO N: read R, seq A to B`, or `at exit: ...`) or named in a "
                           "`lost N: seq A to B` line, and the totals must add up: read every record until EAGAIN, "
                           "and at exit read what is left."))
@@ -242,14 +255,6 @@ def test_a_sigio_with_nothing_to_read_reads_nothing_and_goes_on(vm: VmLab) -> No
 
 
 # --- Task 3: name what the ring overwrote --------------------------------------------------
-
-def press_release(vm: VmLab, w: GuestProc) -> None:
-    """Two events read one by one: the program knows the last seq."""
-    vm.button("press")
-    w.expect(r"^SIGIO ", msg="The button was pressed while burstwatch was watching.")
-    vm.button("release")
-    w.expect(r"^SIGIO ", msg="The button was released while burstwatch was watching.")
-
 
 def overflow(vm: VmLab, w: GuestProc, clicks: int) -> int:
     """Hold SIGIO through `clicks` clicks (more than the ring holds), take it; the seq before the burst."""
