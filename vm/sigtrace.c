@@ -21,7 +21,9 @@
    Usage:
        sigtrace [-t] [-n LINES] -- COMMAND [ARG...]
                                    run COMMAND, then show what was recorded
-                                   for it (and its children)
+                                   for it (and its children); the signals a
+                                   job gets (kill %1, ^C) are for COMMAND:
+                                   sigtrace ignores them and stays
        sigtrace start              start a new recording (of every process)
        sigtrace stop               stop it (show still works)
        sigtrace show [-t] [-n LINES] [-p PID]...
@@ -1000,25 +1002,29 @@ cmdShow(int timeline, long maxLines, int roots)
 static int
 cmdRun(char *argv[], int timeline, long maxLines)
 {
-    struct sigaction ign, oldInt, oldQuit;
+    /* `kill -USR1 %1` or ^C signal the whole job, COMMAND and us: the
+       signals a program under test may be sent are ignored here (like
+       system() ignores SIGINT and SIGQUIT), so we stay to show the record. */
+    static const int passOn[] = { SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM,
+                                  SIGTERM, SIGIO };
+    struct sigaction ign, old[sizeof(passOn) / sizeof(passOn[0])];
     int status;
     pid_t pid;
 
     needTracefs();
     cmdStart();
-    /* Like system(): ^C and ^\ are for COMMAND; we stay to show the record. */
     memset(&ign, 0, sizeof(ign));
     ign.sa_handler = SIG_IGN;
     sigemptyset(&ign.sa_mask);
-    sigaction(SIGINT, &ign, &oldInt);
-    sigaction(SIGQUIT, &ign, &oldQuit);
+    for (size_t i = 0; i < sizeof(passOn) / sizeof(passOn[0]); i++)
+        sigaction(passOn[i], &ign, &old[i]);
     fflush(stdout);
     pid = fork();
     if (pid == -1)
         fatal("fork:");
     if (pid == 0) {
-        sigaction(SIGINT, &oldInt, NULL);
-        sigaction(SIGQUIT, &oldQuit, NULL);
+        for (size_t i = 0; i < sizeof(passOn) / sizeof(passOn[0]); i++)
+            sigaction(passOn[i], &old[i], NULL);
         execvp(argv[0], argv);
         fprintf(stderr, "sigtrace: %s: %s\n", argv[0], strerror(errno));
         _exit(127);
