@@ -31,16 +31,17 @@ out=$1
 root=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 
 # Paths of HEAD that belong to a lab after N (NN-* folders and files, test_labNN_*),
-# or that are lab NN's reference with NN >= N.
+# or that are lab NN's reference with NN >= N: whole folders, so none is left empty.
 later() {
 	git -C "$root" ls-tree -r --name-only HEAD | awk -v n="$through" '
 		function num(s) { return s + 0 }
+		function out(p) { if (!(p in seen)) { seen[p] = 1; print p } }
 		{
 			split($0, part, "/")
 			base = part[length(part)]
-			if (($1 ~ /^labs\// || $1 ~ /^slides\//) && match(part[2], /^[0-9][0-9]-/) && num(substr(part[2], 1, 2)) > n) print
-			else if ($0 ~ /^grader\/tests\/test_lab[0-9][0-9]_/ && num(substr(base, 9, 2)) > n) print
-			else if ($0 ~ /^grader\/reference\/[0-9][0-9]-/ && num(part[3]) >= n) print
+			if (($1 ~ /^labs\// || $1 ~ /^slides\//) && match(part[2], /^[0-9][0-9]-/) && num(substr(part[2], 1, 2)) > n) out(part[1] "/" part[2])
+			else if ($0 ~ /^grader\/tests\/test_lab[0-9][0-9]_/ && num(substr(base, 9, 2)) > n) out($0)
+			else if ($0 ~ /^grader\/reference\/[0-9][0-9]-/ && num(part[3]) >= n) out("grader/reference/" part[3])
 		}'
 }
 
@@ -50,6 +51,7 @@ trap 'rm -f "$excludes"' EXIT
 printf '%s\n' solutions grader/hostile grader/selftests tools/mkstarter.py tools/student-edition.sh >"$excludes"
 [ -n "$through" ] && later >>"$excludes"
 git -C "$root" archive --format=tar HEAD | tar -x -C "$out" --exclude-from="$excludes"
+find "$out" -depth -type d -empty -delete   # the folders of what was left out
 if [ -n "$through" ]; then
 	# The tables of labs in README.md and labs/README.md: rows of later labs go.
 	for f in "$out/README.md" "$out/labs/README.md"; do
