@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Print the grader's figures: the wall time of `make grade` on the reference
-solutions (per lab and in all), and the batch rate of grader/grade-all on a
-class of copies of the solutions.
+solutions (per lab and in all), what the kernel's witness (gradelib/witness.py:
+a recording per VM test, read when a test fails) adds to a VM lab's time,
+and the batch rate of grader/grade-all on a class of copies of the solutions.
 
 Usage: grader/bench.py [--runs N] [--class-size N] [--lab N]     (make bench)
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -20,10 +22,15 @@ GRADER = Path(__file__).resolve().parent
 REPO = GRADER.parent
 
 
-def timed(cmd: list[str]) -> tuple[float, int]:
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     t = time.monotonic()
-    res = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    res = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env=dict(os.environ, **env) if env else None)
     return time.monotonic() - t, res.returncode
+
+
+def in_vm(n: int) -> bool:
+    return any("VmLabSpec(" in f.read_text() for f in (GRADER / "tests").glob(f"test_lab{n:02d}_*.py"))
 
 
 def labs() -> list[int]:
@@ -47,16 +54,23 @@ def main() -> int:
         return 1
     print(f"Grader figures (median of {args.runs} runs, `grader/grade solutions`)")
     for n in numbers:
-        times = []
+        times: dict[str, list[float]] = {"1": [], "0": []}
+        # A VM lab also runs with the witness off (GRADER_WITNESS=0), interleaved, to show its cost.
         for _ in range(args.runs):
-            t, rc = timed([grade, "--quiet", "--lab", str(n), str(REPO / "solutions"), "--out",
-                           tempfile.mkdtemp(prefix="bench-out-")])
-            if rc != 0:
-                print(f"bench: grading lab {n} of the solutions did not give full marks (status {rc})",
-                      file=sys.stderr)
-                return 1
-            times.append(t)
-        print(f"  lab {n}                  {statistics.median(times):7.1f} s")
+            for witness in ("1", "0") if in_vm(n) else ("1",):
+                t, rc = timed([grade, "--quiet", "--lab", str(n), str(REPO / "solutions"), "--out",
+                               tempfile.mkdtemp(prefix="bench-out-")], env={"GRADER_WITNESS": witness})
+                if rc != 0:
+                    print(f"bench: grading lab {n} of the solutions did not give full marks (status {rc})",
+                          file=sys.stderr)
+                    return 1
+                times[witness].append(t)
+        on = statistics.median(times["1"])
+        line = f"  lab {n}                  {on:7.1f} s"
+        if times["0"]:
+            off = statistics.median(times["0"])
+            line += f"   (without the kernel's witness {off:.1f} s: it adds {on - off:+.1f} s, {100 * (on - off) / off:+.0f} %)"
+        print(line)
     if not args.lab:
         times = [timed([grade, "--quiet", str(REPO / "solutions"), "--out", tempfile.mkdtemp(prefix="bench-out-")])[0]
                  for _ in range(args.runs)]

@@ -203,7 +203,7 @@ def test_one_sigio_reads_every_record_of_a_held_burst(vm: VmLab) -> None:
                           f"(read(2) until EAGAIN, not one record per signal): expected `{want}`, got `{line}`."))
 
 
-@graded(task=2, points=8)
+@graded(task=2, points=6)
 def test_every_event_of_a_fast_burst_is_read_or_named_lost(vm: VmLab) -> None:
     w = watch(vm)
     s0 = seq_now(vm)
@@ -236,7 +236,7 @@ def test_every_event_of_a_fast_burst_is_read_or_named_lost(vm: VmLab) -> None:
                           "and at exit read what is left."))
 
 
-@graded(task=2, points=8)
+@graded(task=2, points=5)
 def test_a_sigio_with_nothing_to_read_reads_nothing_and_goes_on(vm: VmLab) -> None:
     w = watch(vm)
     vm.run(f"kill -IO {w.pid}", what="kill -IO")  # stands for a SIGIO whose record an earlier drain took
@@ -252,6 +252,20 @@ def test_a_sigio_with_nothing_to_read_reads_nothing_and_goes_on(vm: VmLab) -> No
     if line != f"SIGIO 2: read 1, seq {s0 + 1} to {s0 + 1}":
         vm.fail(w.explain(f"After an empty SIGIO, a press should print `SIGIO 2: read 1, seq {s0 + 1} to "
                           f"{s0 + 1}`; burstwatch printed `{line}`."))
+
+
+@graded(task=2, points=5)
+def test_at_exit_what_is_left_is_read(vm: VmLab) -> None:
+    w = watch(vm)
+    hold(vm, w)
+    s0 = seq_now(vm)
+    vm.button("press")  # its SIGIO stays pending, blocked: only the exit's read can see the record
+    lines = finish(vm, w)
+    want = [f"at exit: read 1, seq {s0 + 1} to {s0 + 1}", "1 events in 0 SIGIO deliveries: 1 read, 0 lost"]
+    if lines[-2:] != want:
+        vm.fail(w.explain("While SIGIO was held the button was pressed, then SIGTERM came: burstwatch should read "
+                          "what is left (drain() once more, all signals blocked) and end with:\n"
+                          + "\n".join(f"    | {x}" for x in want)))
 
 
 # --- Task 3: name what the ring overwrote --------------------------------------------------
