@@ -237,6 +237,7 @@ class VmLab:
         self.witness: Witness | None = None  # the kernel's record of signals, once the VM runs
         self.detail = ""  # the failed test's timeline, for report.txt
         self._driver: tuple[str, str] | None = None  # use_driver(): (module, parameters) loaded
+        self._irq_base = 0  # the IRQ's count in /proc/interrupts when use_driver() loaded it
         self.module_error = ""  # the student's module did not build (a lab with a reference goes on)
 
     # --- setting up --------------------------------------------------------
@@ -582,6 +583,13 @@ class VmLab:
             self.fail(f"`{what}` failed: {(r.stderr or r.stdout).strip()}\n"
                       f"  The kernel log ends with:\n{_indent(log.strip())}")
         self._driver = (name, params)
+        self._irq_base = self.irq_count(name) or 0  # the count lives with the IRQ, across modules
+
+    def irqs_since_load(self) -> int:
+        """Interrupts the driver loaded by use_driver() has handled (for the reference driver: the seq of
+        its last event, one per interrupt)."""
+        name = self._driver[0] if self._driver else self.spec.module
+        return (self.irq_count(name) or 0) - self._irq_base
 
     def spawn(self, name: str, *args: str, helper: bool = False, sigsafe: bool = True,
               preload: tuple[str, ...] | None = None, env: dict[str, str] | None = None,

@@ -66,7 +66,7 @@ def watch(vm: VmLab) -> GuestProc:
 
 def seq_now(vm: VmLab) -> int:
     """The seq of the reference driver's last event: one event per interrupt since it was loaded."""
-    return vm.irq_count(LAB.reference_module) or 0
+    return vm.irqs_since_load()
 
 
 def hold(vm: VmLab, w: GuestProc) -> None:
