@@ -20,6 +20,7 @@ import re
 
 import pytest
 
+from gradelib import graded
 from gradelib.lab import Program
 from gradelib.vmlab import REFERENCES, GuestProc, VmLab, VmLabSpec
 from gradelib.witness import SignalCount
@@ -40,10 +41,6 @@ AT_EXIT = re.compile(r"^at exit: read (\d+)(?:, seq (\d+) to (\d+))?$")
 TOTAL = re.compile(r"^(\d+) events in (\d+) SIGIO deliveries: (\d+) read, (\d+) lost$")
 REC = re.compile(r"^rec (\d+) (\d) (\d+)$", re.M)
 WINDOW_MS = 20  # the debounce window of the driver tests
-
-
-def graded(task: int, points: int):
-    return pytest.mark.graded(task=task, points=points)
 
 
 def ring_size() -> int:
@@ -77,6 +74,13 @@ def hold(vm: VmLab, w: GuestProc) -> None:
 def take(vm: VmLab, w: GuestProc) -> None:
     w.signal("USR1")
     w.expect(r"^taking SIGIO$", msg="At the next SIGUSR1 burstwatch unblocks SIGIO and says `taking SIGIO`.")
+    lines = w.output().splitlines()
+    held = lines[len(lines) - 1 - lines[::-1].index("holding SIGIO"):]
+    during = [ln for ln in held[:held.index("taking SIGIO")] if DELIVERY.match(ln)]
+    if during:
+        vm.fail(w.explain(f"burstwatch said `holding SIGIO`, yet it took {len(during)} SIGIO before `taking SIGIO`: "
+                          "while holding, SIGIO must stay blocked (wait in sigsuspend() with heldMask, which "
+                          "has SIGIO in it), so that the events' signals merge into one pending SIGIO."))
 
 
 def finish(vm: VmLab, w: GuestProc) -> list[str]:
