@@ -1,14 +1,16 @@
 # The Signal-Driven I/O Workbook
 #
 #   make grade                  grade your labs (labs/): points per task and the next step
-#   make grade LAB=2            grade one lab
+#   make grade LAB=2            grade one lab (TASK=5: one task; TEST=name: one test)
 #   make grade SUBMISSION=DIR   grade another folder (for example solutions)
 #   make vm                     a shell in the lab VM (Debian's kernel in QEMU)
 #   make vm LAB=3               ... with lab 3's module and programs in /lab
+#   make doctor                 check this machine for what the labs need, and say how to fix it
 #   make test                   the project's own tests (for maintainers and CI)
-#   make bench                  boot, command and grading times
+#   make bench                  boot, command and grading times; lab 1's hang
 #   make plot LAB=4             a lab's figure, measured in the VM (labs/04-*/bursts.svg)
 #   make starter                regenerate labs/ starter code from solutions/
+#   make slides                 build the lecture decks into slides/out/
 #
 # Every target installs what it needs first (tools/deps.sh: apt-get as root,
 # sudo -n otherwise, or it prints the command to run).
@@ -18,28 +20,33 @@ SHELL := /bin/sh
 PY = $(shell for p in python3 /usr/bin/python3; do $$p -c 'import pytest' >/dev/null 2>&1 && { echo $$p; exit 0; }; done; echo /usr/bin/python3)
 SUBMISSION ?= labs
 LAB ?=
+TASK ?=
+TEST ?=
 REPEAT ?= 1
 
-.PHONY: all deps fetch grade test selftest proof vm bench plot starter starter-check clean help
+.PHONY: all deps fetch doctor grade test selftest proof vm bench plot starter starter-check clean help slides slides-deps slides-debs slides-check
 
 all: help
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh
+
+doctor:
+	@$(PY) tools/doctor.py
 
 fetch: deps
 	@$(PY) vm/fetch.py --quiet
 
 grade: fetch
-	@grader/grade $(if $(LAB),--lab $(LAB)) $(if $(filter-out 1,$(REPEAT)),--repeat $(REPEAT)) $(SUBMISSION)
+	@GRADE_VIA=make grader/grade $(if $(LAB),--lab $(LAB)) $(if $(TASK),--task $(TASK)) $(if $(TEST),-k $(TEST)) $(if $(filter-out 1,$(REPEAT)),--repeat $(REPEAT)) $(SUBMISSION)
 
 # The project's own tests: starter drift, the grader's and the VM's own tests,
 # full marks for the solutions (every test 3 times), every graded test failing
 # on the untouched starter, and the hostile submissions.
-test: fetch
+test: fetch slides-deps
 	@if [ ! -d solutions ]; then echo "make test: this is the student edition (no solutions, no project tests); run make grade"; exit 1; fi
 	@$(PY) tools/mkstarter.py --check
 	@cd grader && $(PY) -m pytest -q selftests
@@ -56,6 +63,28 @@ vm: fetch
 bench: fetch
 	@$(PY) vm/bench.py
 	@$(PY) grader/bench.py
+	@$(PY) grader/bench_hang.py
+
+# The decks: Marp CLI and puppeteer-core pinned by slides/package-lock.json,
+# installed into slides/node_modules once; Debian's chromium for the PDFs
+# and the check (slides/check.mjs, run by make test).
+SLIDES_NPM = slides/node_modules/.installed
+
+slides: slides-deps
+	@node slides/build.mjs
+
+slides-check: slides-deps
+	@node slides/check.mjs
+
+slides-deps: $(SLIDES_NPM)
+
+slides-debs:
+	@sh tools/deps.sh --slides
+
+$(SLIDES_NPM): slides/package.json slides/package-lock.json | slides-debs
+	@echo "slides: npm ci (Marp CLI, puppeteer-core) into slides/node_modules"
+	@cd slides && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # One script per figure: tools/plots/labN-*.py, each writes its SVG into the lab's folder.
 plot: fetch
@@ -64,4 +93,4 @@ plot: fetch
 	for f in tools/plots/lab$(or $(LAB),4)-*.py; do $(PY) $$f; done
 
 clean:
-	rm -rf grader/out build
+	rm -rf grader/out build slides/out

@@ -7,19 +7,37 @@
 # /lib/modules or the running kernel: the VM's kernel is fetched separately
 # into vm/cache by vm/fetch.py.
 #
-# Usage: tools/deps.sh [--check] [--plot]
-#   --check  report, install nothing
-#   --plot   also what the figures need (make plot): gnuplot-nox
+# Usage: tools/deps.sh [--check] [--slides] [--plot]
+#   --check   report, install nothing
+#   --slides  also what the slides need (make slides, make test): Debian's
+#             chromium, the fonts the slide theme names, and Node.js with npm
+#             when there is no node (Debian 12's nodejs 18 is enough)
+#   --plot    also what the figures need (make plot): gnuplot-nox
 set -eu
 
 # libelf1: the kbuild objtool binary links it; procps: pgrep in the tests.
 PACKAGES="gcc make libc6-dev libelf1 qemu-system-x86 python3 python3-pytest cpio bubblewrap util-linux procps"
+
 check=""
-for a in "$@"; do
-	case "$a" in
+for arg in "$@"; do
+	case "$arg" in
 	--check) check=1 ;;
+	--slides)
+		PACKAGES="$PACKAGES chromium fonts-dejavu-core"
+		# A node from elsewhere (nodesource, nvm) is fine if it is 18 or later.
+		if command -v node >/dev/null 2>&1; then
+			major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+			if [ "$major" -lt 18 ]; then
+				echo "deps: the slides need Node.js 18 or later; $(command -v node) is $(node --version)" >&2
+				exit 1
+			fi
+			command -v npm >/dev/null 2>&1 || PACKAGES="$PACKAGES npm"
+		else
+			PACKAGES="$PACKAGES nodejs npm"
+		fi
+		;;
 	--plot) PACKAGES="$PACKAGES gnuplot-nox" ;;
-	*) echo "usage: $0 [--check] [--plot]" >&2; exit 2 ;;
+	*) echo "usage: tools/deps.sh [--check] [--slides] [--plot]" >&2; exit 2 ;;
 	esac
 done
 

@@ -17,11 +17,14 @@ The folder needs a Kbuild file (obj-m += name.o). Also a command line tool:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -85,14 +88,86 @@ def run_here(argv: list[str], cwd: Path, timeout: float) -> tuple[Optional[int],
     return res.returncode, res.stdout + res.stderr
 
 
+MODULE_CACHE = fetch.CACHE / "build" / "modules"
+MODULE_CACHE_KEEP = 40  # builds kept (the oldest go first)
+
+
 def build_module(src: Path, out: Path, *, w1: bool = False, extra_cflags: str = "", timeout: float = 300.0,
-                 module: str | None = None, runner: Runner = run_here) -> ModuleBuild:
+                 module: str | None = None, runner: Runner = run_here, cache: bool = False) -> ModuleBuild:
     """Copy src's module sources into out and run kbuild there.
 
     module: the name the build must produce (NAME.ko); a build that makes
     other modules only is a failure that says what Kbuild must say.
+    cache: reuse the result of a build of the very same sources (and flags, kernel, compiler) from
+    vm/cache/build/modules, and keep this one there: an unchanged module is not built again.
     """
     k = kdir()
+    key = ""
+    if cache and (src / "Kbuild").is_file():
+        srcs = [f for pat in SOURCES for f in src.glob(pat) if f.is_file() and not f.is_symlink()]
+        key = content_key(srcs, f"w1={w1}", extra_cflags)
+        hit = _cached_build(key, out)
+        if hit is not None:
+            return _expect_module(hit, module)
+    b = _build_module(src, out, k, w1, extra_cflags, timeout, module, runner)
+    if key and not b.timed_out:
+        _keep_build(key, b)
+    return _expect_module(b, module)
+
+
+def _expect_module(build: ModuleBuild, module: str | None) -> ModuleBuild:
+    """A build that made other modules only is a failure that says what Kbuild must say."""
+    if build.ok:
+        if module is not None and module not in build.kos:
+            build.ok = False
+            build.errors = [f"kbuild made {', '.join(sorted(build.kos)) or 'no .ko file'}, not {module}.ko: "
+                            f"Kbuild must say obj-m += {module}.o"]
+        elif not build.kos:
+            build.ok = False
+            build.errors = ["kbuild made no .ko file: does Kbuild say obj-m += name.o?"]
+    return build
+
+
+def _cached_build(key: str, out: Path) -> ModuleBuild | None:
+    d = MODULE_CACHE / key
+    try:
+        meta = json.loads((d / "build.json").read_text())
+    except (OSError, ValueError):
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    kos = {}
+    for name in meta["kos"]:
+        shutil.copyfile(d / f"{name}.ko", out / f"{name}.ko")
+        kos[name] = out / f"{name}.ko"
+    os.utime(d)  # recently used
+    return ModuleBuild(meta["ok"], meta["log"], kos, meta["warnings"], meta["errors"])
+
+
+def _keep_build(key: str, b: ModuleBuild) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=_mkdirs(MODULE_CACHE)))
+    try:
+        for name, ko in b.kos.items():
+            shutil.copyfile(ko, tmp / f"{name}.ko")
+        (tmp / "build.json").write_text(json.dumps({"ok": b.ok, "log": b.log, "kos": sorted(b.kos),
+                                                    "warnings": b.warnings, "errors": b.errors}))
+        try:
+            os.rename(tmp, MODULE_CACHE / key)
+        except OSError:
+            pass  # kept by another build of the same sources
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    olds = sorted(MODULE_CACHE.iterdir(), key=lambda d: d.stat().st_mtime)
+    for d in olds[:-MODULE_CACHE_KEEP]:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _mkdirs(d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _build_module(src: Path, out: Path, k: Path, w1: bool, extra_cflags: str, timeout: float, module: str | None,
+                  runner: Runner) -> ModuleBuild:
     if not (src / "Kbuild").is_file():
         wanted = module or "name"
         return ModuleBuild(False, "", errors=[f"{src.name}/Kbuild is missing (it names the module: "
@@ -114,20 +189,65 @@ def build_module(src: Path, out: Path, *, w1: bool = False, extra_cflags: str = 
     build = ModuleBuild(status == 0, log, warnings=WARNING.findall(log), errors=ERROR.findall(log))
     if build.ok:
         build.kos = {p.stem: p for p in sorted(out.glob("*.ko"))}
-        if module is not None and module not in build.kos:
-            build.ok = False
-            build.errors = [f"kbuild made {', '.join(sorted(build.kos)) or 'no .ko file'}, not {module}.ko: "
-                            f"Kbuild must say obj-m += {module}.o"]
-        elif not build.kos:
-            build.ok = False
-            build.errors = ["kbuild made no .ko file: does Kbuild say obj-m += name.o?"]
     return build
 
 
-def build_board(out: Path) -> dict[str, Path]:
-    """The simulated button board (driver/): {"wb_board.ko": ..., "button": ...} built in out."""
+BOARD_FILES = ("wb_board.ko", "button")
+
+
+def _toolchain() -> str:
+    """What a build's output depends on besides its sources: the kernel and the compiler."""
+    try:
+        gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        gcc = "gcc?"
+    return f"{fetch.recorded_version()}\0{gcc}"
+
+
+def content_key(files: list[Path], *extra: str) -> str:
+    """A digest of the files' names and contents, the toolchain, and `extra`."""
+    h = hashlib.sha256(_toolchain().encode())
+    for e in extra:
+        h.update(b"\0" + e.encode())
+    for f in sorted(files):
+        h.update(b"\0" + f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_board(out: Path | None = None, say: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """The simulated button board (driver/): {"wb_board.ko": ..., "button": ...}.
+
+    Cached in vm/cache/build/board-KEY, KEY a digest of driver/'s sources, the kernel version and the
+    compiler, and shared by `make vm` and every grading: a second build with nothing changed builds
+    nothing.  `out`: build there instead (no cache)."""
+    if out is not None:
+        return _make_board(out)
+    srcs = [p for p in BOARD.rglob("*") if p.is_file() and p.suffix in (".c", ".h") or p.name in ("Kbuild", "Makefile")]
+    cache = fetch.CACHE / "build" / f"board-{content_key(srcs)}"
+    files = {name: cache / name for name in BOARD_FILES}
+    if all(p.is_file() for p in files.values()):
+        return files
+    if say:
+        say("building the button board (driver/, once for this kernel and these sources) ...")
+    tmp = Path(tempfile.mkdtemp(prefix=".board-", dir=cache.parent if cache.parent.is_dir() else None))
+    try:
+        _make_board(tmp)
+        final = tmp.with_name(tmp.name + ".done")
+        final.mkdir()
+        for name in BOARD_FILES:
+            os.replace(tmp / name, final / name)
+        try:
+            os.rename(final, cache)  # atomic; another grading may have won the race: then use its copy
+        except OSError:
+            shutil.rmtree(final, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return files
+
+
+def _make_board(out: Path) -> dict[str, Path]:
     status, log = run_here(["make", "-s", "-C", str(BOARD), f"OUT={out}", "modules", "button"], BOARD, 600.0)
-    files = {name: out / name for name in ("wb_board.ko", "button")}
+    files = {name: out / name for name in BOARD_FILES}
     if status != 0 or not all(p.is_file() for p in files.values()):
         raise KmodError("the button board (driver/) does not build:\n" + log[-2000:])
     return files
@@ -144,7 +264,7 @@ def build_as(src: Path, out: Path, name: str) -> Path:
             if f.suffix == ".c":
                 objs.append(f.stem + ".o")
     (out / "Kbuild").write_text(f"obj-m += {name}.o\n{name}-y := {' '.join(objs)}\n")
-    b = build_module(out, out / "build", module=name)
+    b = build_module(out, out / "build", module=name, cache=True)
     if not b.ok:
         raise KmodError(f"{src} does not build as {name}.ko:\n{b.summary()}")
     return b.kos[name]

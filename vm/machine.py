@@ -49,7 +49,9 @@ QEMU = "qemu-system-x86_64"
 # loglevel=5: WARNING and above reach the console (oops detection reads it);
 # mitigations=off, cryptomgr.notests=1, pci=off: faster boot; panic=-1 with
 # -no-reboot: a panic ends QEMU at once instead of hanging.
-KERNEL_CMDLINE = "console=ttyS0 loglevel=5 mitigations=off cryptomgr.notests=1 pci=off panic=-1"
+# panic_on_unrecovered_nmi: an NMI the grader injects into a hung kernel (Machine._died) makes it panic
+# with a backtrace of where the CPU was stuck, even with interrupts off.
+KERNEL_CMDLINE = "console=ttyS0 loglevel=5 mitigations=off cryptomgr.notests=1 pci=off panic=-1 sysctl.kernel.panic_on_unrecovered_nmi=1"
 # rtc=on: without the CMOS clock, rtc_cmos's probe costs a whole second of boot.
 MACHINE = "microvm,rtc=on"
 # Under TCG: ARAT (the local APIC timer keeps running in idle states) lets the
@@ -59,7 +61,7 @@ MACHINE = "microvm,rtc=on"
 TCG_CPU = "qemu64,+arat"
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept per command
 KILL_GRACE = 2.0  # the agent's wait after SIGKILL (agent.c KILL_GRACE_MS)
-REPLY_SLACK = 10.0  # how long the host waits for the agent beyond that
+REPLY_SLACK = 5.0  # how long the host waits for the agent beyond that (then the kernel gets an NMI)
 UPLOAD_RATE = 50_000  # bytes/s assumed when computing an upload's deadline
 
 Data = Union[bytes, str, Path]
@@ -548,17 +550,19 @@ class Machine:
         initrd = make_initrd(self.files, busybox)
         con_host, con_qemu = socket.socketpair()
         cmd_host, cmd_qemu = socket.socketpair()
+        self._mon, mon_qemu = socket.socketpair()  # QEMU's monitor: an NMI for a kernel that hangs
         argv = qemu_command(qemu, kernel, f"/dev/fd/{initrd}", f"{KERNEL_CMDLINE} {self.cmdline}".strip(),
                             ["-chardev", f"socket,id=con,fd={con_qemu.fileno()}", "-serial", "chardev:con",
                              "-chardev", f"socket,id=cmd,fd={cmd_qemu.fileno()}",
-                             "-device", "isa-serial,chardev=cmd,index=1"],
+                             "-device", "isa-serial,chardev=cmd,index=1",
+                             "-chardev", f"socket,id=mon,fd={mon_qemu.fileno()}", "-mon", "chardev=mon,mode=readline"],
                             self.memory_mb, self.accel)
         t0 = time.monotonic()
         try:
-            self.proc = start_qemu(argv, (initrd, con_qemu.fileno(), cmd_qemu.fileno()),
+            self.proc = start_qemu(argv, (initrd, con_qemu.fileno(), cmd_qemu.fileno(), mon_qemu.fileno()),
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         finally:
-            for s in (con_qemu, cmd_qemu):
+            for s in (con_qemu, cmd_qemu, mon_qemu):
                 s.close()
         self._finalizer = weakref.finalize(self, _kill, self.proc)
         self._link = _Link(con_host, cmd_host, self.proc.stderr, self.console_log)
@@ -614,6 +618,8 @@ class Machine:
                 s.close()
         if self._tx is not None:
             self._tx.close()
+        if getattr(self, "_mon", None) is not None:
+            self._mon.close()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
         self._dead = self._dead or "it was powered off"
@@ -633,9 +639,13 @@ class Machine:
             raise self._died("is gone") from None
 
     def _died(self, what: str) -> VMDied:
-        """Mark the VM dead, kill QEMU, and describe what was running."""
+        """Mark the VM dead, kill QEMU, and describe what was running.  A kernel that still runs but no
+        longer answers (a deadlock, a loop with interrupts off) first gets an NMI: with
+        panic_on_unrecovered_nmi it panics and prints where the CPU was stuck, which the excerpt then shows."""
         assert self.proc is not None and self._link is not None
         after = f" after command `{short(self._last_cmd)}`" if self._last_cmd else ""
+        if self.proc.poll() is None and find_oops(self._link.console_text()) is None:
+            self._nmi()
         if self.proc.poll() is None:
             _kill(self.proc)
         console = self._link.console_text()
@@ -643,6 +653,19 @@ class Machine:
         tail = last_lines(oops) if oops else last_lines(console)
         self._dead = f"the VM stopped answering{after}"
         return VMDied(f"the VM stopped answering{after} (agent {what}); kernel log tail: {tail}")
+
+    def _nmi(self, wait: float = 5.0) -> None:
+        """Inject an NMI through QEMU's monitor; wait until the panic it causes has been printed."""
+        try:
+            self._mon.settimeout(2.0)
+            self._mon.sendall(b"nmi\n")
+        except OSError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if re.search(r"---\[ end Kernel panic", self._link.console_text()):
+                break
+            time.sleep(0.05)
 
     def _check_running(self) -> None:
         if self.proc is None:

@@ -8,6 +8,7 @@ student's programs contained.  See grader/README.md.
 """
 import pytest
 
+from . import diagnose
 from .lab import LabBuild, LabSpec, Outcome, Proc, Program, signame
 from .sandbox import Limits
 
@@ -21,4 +22,4 @@ def graded(task: int, points: int, hidden: bool = False):
 
 prereq = pytest.mark.prereq
 
-__all__ = ["LabBuild", "LabSpec", "Limits", "Outcome", "Proc", "Program", "graded", "prereq", "signame"]
+__all__ = ["diagnose", "LabBuild", "LabSpec", "Limits", "Outcome", "Proc", "Program", "graded", "prereq", "signame"]

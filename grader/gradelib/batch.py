@@ -30,9 +30,11 @@ import tarfile
 import tempfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .cli import GradeError, GradeTimeout, Stopped, gradescope, on_stop_signals, run_grading, write_atomic
+from .cli import (GradeError, GradeTimeout, Stopped, full_report, gradescope, on_stop_signals, run_grading,
+                  stop_all, write_atomic)
 from .sandbox import hide, inert
 
 ARCHIVES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -203,8 +205,9 @@ def grade_one(entry: Path, lab: int | None, repeat: int, student: str | None = N
         for r in s.results:
             got, tot = labs.setdefault(str(r["lab"]), [0, 0])
             labs[str(r["lab"])] = [got + (r["points"] if r["outcome"] == "passed" else 0), tot + r["points"]]
-        rec.update(status=STATUS_OK, score=s.score, max_score=s.max_score, labs=labs, report=s.text,
-                   warnings=s.warnings, gradescope=gradescope(s))
+        rec.update(status=STATUS_OK, score=s.score, max_score=s.max_score, labs=labs, report=full_report(s),
+                   warnings=s.warnings, gradescope=gradescope(s),
+                   tests=[{k: r[k] for k in ("lab", "task", "name", "points", "outcome", "prereq")} for r in s.results])
     except Malformed as e:
         rec.update(status=f"malformed: {e}", score=0, max_score=0, labs={}, report=f"Not graded: {e}")
     except GradeTimeout as e:
@@ -249,14 +252,30 @@ def safe_name(student: str) -> str:
 
 
 def write_gradebook(out: Path, records: list[dict]) -> None:
+    """gradebook.csv: a row per submission, numbers in their own columns (labN and labN_max), and
+    summary.csv: per test, how many graded submissions failed it (the class's weak spots first)."""
     labs = sorted({lab for r in records for lab in r.get("labs", {})}, key=int)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["student", "score", "max_score", *[f"lab{n}" for n in labs], "status", "source"])
+    w.writerow(["student", "score", "max_score", *[c for n in labs for c in (f"lab{n}", f"lab{n}_max")], "status",
+                "source"])
     for r in sorted(records, key=lambda r: r["student"]):
-        per = [f"{r['labs'][n][0]}/{r['labs'][n][1]}" if n in r.get("labs", {}) else "" for n in labs]
+        per = [v for n in labs for v in (r["labs"][n] if n in r.get("labs", {}) else ["", ""])]
         w.writerow([r["student"], r["score"], r["max_score"], *per, r["status"], r["source"]])
     write_atomic(out / "gradebook.csv", buf.getvalue())
+    failed: dict[tuple[int, int, str], list[int]] = {}
+    for r in records:
+        for t in r.get("tests", []):
+            k = (t["lab"], t["task"], t["name"])
+            counts = failed.setdefault(k, [0, 0, t["points"]])
+            counts[0] += t["outcome"] != "passed"
+            counts[1] += 1
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["lab", "task", "test", "points", "failed", "graded"])
+    for (lab, task, name), (nf, ng, pts) in sorted(failed.items(), key=lambda kv: (-kv[1][0], kv[0])):
+        w.writerow([lab, task, name, pts, nf, ng])
+    write_atomic(out / "summary.csv", buf.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="where gradebook.csv and reports/ go (default: DIR.grades)")
     ap.add_argument("--lab", type=int, help="grade only lab N")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                    help="grade N submissions at a time (default: the number of cores)")
     ap.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                     help=f"stop grading one submission after this long (default {DEFAULT_TIME_LIMIT:g})")
     a = ap.parse_args(argv)
@@ -301,12 +322,14 @@ def main(argv: list[str] | None = None) -> int:
               f"row: {', '.join(inert(d) for d in dups)}", flush=True)
     write_gradebook(out, list(records.values()))
     t0 = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=max(1, a.jobs))
     try:
-        for i, e in enumerate(todo, 1):
-            start = time.monotonic()
+        futures = {pool.submit(grade_one, e, a.lab, a.repeat, keys[e][0], a.time_limit): (e, time.monotonic())
+                   for e in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            e, start = futures[fut]
             student, fname = keys[e]
-            print(f"[{i}/{len(todo)}] {inert(student)} ... ", end="", flush=True)
-            rec = grade_one(e, a.lab, a.repeat, student=student, time_limit=a.time_limit)
+            rec = fut.result()
             rec["lab"] = a.lab
             if student != student_name(e):
                 rec["status"] += f" (duplicate name: another submission is also {inert(student_name(e))!r})"
@@ -315,11 +338,14 @@ def main(argv: list[str] | None = None) -> int:
             records[fname] = rec
             write_gradebook(out, list(records.values()))
             verdict = f"{rec['score']}/{rec['max_score']}" if rec["status"].startswith(STATUS_OK) else rec["status"]
-            print(f"{verdict} ({time.monotonic() - start:.1f} s)", flush=True)
+            print(f"[{i}/{len(todo)}] {inert(student)}: {verdict} ({time.monotonic() - start:.1f} s)", flush=True)
     except (KeyboardInterrupt, Stopped) as e:
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_all()
         print(f"\ngrade-all: {'interrupted' if isinstance(e, KeyboardInterrupt) else e}; finished results are kept, "
               f"run again to continue", file=sys.stderr)
-        return 130 if isinstance(e, KeyboardInterrupt) else 128 + e.signum
+        raise SystemExit(130 if isinstance(e, KeyboardInterrupt) else 128 + e.signum)
+    pool.shutdown(wait=True)
     n = len(todo)
     if n:
         rate = n / max(time.monotonic() - t0, 1e-9) * 60

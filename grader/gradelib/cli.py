@@ -23,10 +23,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .sandbox import hidden_env, hide, inert
+from .timescale import calibrate
 
 GRADER = Path(__file__).resolve().parent.parent
 REPO = GRADER.parent
@@ -59,6 +61,18 @@ def on_stop_signals() -> None:
         signal.signal(sig, stop)
 
 
+_active: set[subprocess.Popen] = set()  # gradings running now (grade-all -j runs several)
+_active_lock = threading.Lock()
+
+
+def stop_all() -> None:
+    """Stop every grading still running (the batch is being stopped)."""
+    with _active_lock:
+        procs = list(_active)
+    for proc in procs:
+        stop_tree(proc, grace=5.0)
+
+
 def stop_tree(proc: subprocess.Popen, grace: float = 10.0) -> None:
     """End pytest and everything it started: SIGTERM to its session (it kills its sandboxes and VMs),
     then SIGKILL to whatever is left of its process group."""
@@ -87,9 +101,12 @@ def safe_copy(src: Path, dst: Path) -> list[str]:
     warnings: list[str] = []
     total = count = 0
     root = src.resolve()
+    dest = Path(os.path.realpath(dst))
     for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
         rel = Path(dirpath).relative_to(src)
-        dirnames[:] = sorted(d for d in dirnames if d not in (".git", "__pycache__"))
+        # not .git, and never the copy itself (a scratch folder inside the submission, via TMPDIR)
+        dirnames[:] = sorted(d for d in dirnames if d not in (".git", "__pycache__")
+                             and not Path(os.path.realpath(Path(dirpath) / d)).is_relative_to(dest.parent))
         for d in list(dirnames):
             if (Path(dirpath) / d).is_symlink():
                 warnings.append(f"skipped the folder link {rel / d}")
@@ -147,6 +164,7 @@ class Summary:
     results: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     text: str = ""
+    seconds: float = 0.0  # the whole grading, wall time
 
     @property
     def full_marks(self) -> bool:
@@ -159,12 +177,15 @@ def python_with_pytest() -> str:
 
 
 def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit: Path | None = None,
-                progress=None, timeout: float | None = None, time_scale: float = 1.0) -> Summary:
-    """Grade `submission` and return the results; `progress(line)` is called per finished test."""
+                progress=None, timeout: float | None = None, time_scale: float = 1.0, task: int | None = None,
+                select: str | None = None, how: Rerun | None = None) -> Summary:
+    """Grade `submission` and return the results; `progress(line)` is called per finished test.
+    task: only that task's tests (with the lab's prerequisites); select: a pytest -k expression."""
     if not submission.is_dir():
         raise GradeError(f"{submission} is not a folder")
     work = Path(tempfile.mkdtemp(prefix="grade-"))
     os.chmod(work, 0o755)
+    t0 = time.monotonic()
     try:
         copy = work / "submission"
         summary = Summary(warnings=[inert(w) for w in safe_copy(submission, copy)])
@@ -176,14 +197,20 @@ def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit
         (work / "scratch").mkdir()
         if lab is not None:
             cmd += ["--lab", str(lab)]
+        if task is not None:
+            cmd += ["--task", str(task)]
+        if select:
+            cmd += ["-k", select]
         if junit is not None:
             cmd += ["--junitxml", str(junit)]
         log = open(work / "pytest.log", "w+")
         hide(submission.resolve())
-        env = dict(os.environ, GRADER_TIME_SCALE=str(time_scale), GRADER_HIDE=hidden_env())
+        env = dict(os.environ, GRADER_TIME_SCALE=str(time_scale * calibrate()), GRADER_HIDE=hidden_env())
         proc = subprocess.Popen(cmd, cwd=GRADER, stdout=log, stderr=subprocess.STDOUT, pass_fds=[w],
                                 stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         os.close(w)
+        with _active_lock:
+            _active.add(proc)
 
         def pump() -> None:
             with os.fdopen(r) as f:
@@ -201,26 +228,74 @@ def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit
         except BaseException:
             stop_tree(proc)
             raise
+        finally:
+            with _active_lock:
+                _active.discard(proc)
         t.join(timeout=5)
         if proc.returncode not in (0, 1, 5) or not results_json.exists():
             log.seek(0)
             raise GradeError("the grader's tests could not run (pytest exit %d):\n%s"
                              % (proc.returncode, "\n".join(log.read().splitlines()[-25:])))
         if proc.returncode == 5 or not json.loads(results_json.read_text()):
-            raise GradeError(f"no graded tests were selected{f' for lab {lab}' if lab else ''}")
+            what = " ".join(w for w in (f"lab {lab}" if lab else "", f"task {task}" if task else "",
+                                        f"-k {select}" if select else "") if w)
+            raise GradeError(f"no graded tests were selected{f' for {what}' if what else ''}")
         summary.results = json.loads(results_json.read_text())
         for x in summary.results:  # inert already; again, in case a test bypassed the plugin
             x["message"] = inert(x["message"])
+        summary.seconds = time.monotonic() - t0
         summary.score = sum(x["points"] for x in summary.results if x["outcome"] == "passed")
         summary.max_score = sum(x["points"] for x in summary.results)
-        summary.text = render(summary, submission)
+        summary.text = render(summary, submission, how, all_messages=bool(task or select))
         return summary
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 # --- what the student reads ---------------------------------------------------------
-def render(s: Summary, submission: Path) -> str:
+# Messages that say the kernel itself complained: shown under the lab, with their first lines.
+KERNEL_TROUBLE = re.compile(r"^(the kernel oopsed during this test|the VM stopped during this test|the kernel printed "
+                            r"a WARNING during this test|During this test the kernel|During this test a soft lockup|"
+                            r"During this test the kernel found)")
+
+
+def rerun_command(x: dict, how: Rerun) -> str:
+    """One command that grades exactly this test again, the way the student ran the grader."""
+    if how.make:
+        sub = f" SUBMISSION={how.submission}" if how.submission else ""
+        return f"make grade LAB={x['lab']} TEST={x['name']}{sub}"
+    sub = f" {how.submission}" if how.submission else ""
+    return f"grader/grade --lab {x['lab']} -k {x['name']}{sub}"
+
+
+@dataclass
+class Rerun:
+    make: bool = False  # the student ran `make grade` (the Makefile says so in GRADE_VIA)
+    submission: str = ""  # a folder other than labs/, as the student named it
+    report: str = "grader/out/report.txt"
+
+
+def _kernel_trouble(rs: list[dict]) -> list[str]:
+    """What the kernel printed, once per lab: the test it happened in, and the lines that say where."""
+    out: list[str] = []
+    for x in rs:
+        msg = x["message"]
+        if x["outcome"] == "passed" or not KERNEL_TROUBLE.match(msg):
+            continue
+        lines = msg.splitlines()
+        where = [ln.strip().lstrip("| ").strip() for ln in lines[1:]
+                 if re.search(r"RIP:|BUG:|WARNING:|Oops|\[[A-Za-z0-9_]+\]|panic", ln)
+                 and not re.search(r"\[(wb_board)\]", ln)]
+        out.append(f"  ! {_first_line(msg).rstrip(':;')} ({x['name']}):")
+        out.extend(f"  !     {ln}" for ln in (where or [ln.strip() for ln in lines[1:4]])[:6])
+    return out
+
+
+def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages: bool = False) -> str:
+    """The table a student reads: points per lab and task, each failing test with the command that
+    reruns it, what the kernel complained about, causes shared by several tests once, and the next step
+    (with every failing test's message when all_messages, e.g. when one task was selected)."""
+    how = how or Rerun()
     out: list[str] = []
     labs: dict[int, list[dict]] = {}
     for x in s.results:
@@ -235,9 +310,17 @@ def render(s: Summary, submission: Path) -> str:
         got = sum(x["points"] for x in rs if x["outcome"] == "passed")
         tot = sum(x["points"] for x in rs)
         out.append(f"Lab {n}: {lab_title(folder)}".ljust(width) + f"{got:>4}/{tot}")
-        prereq_failed = [x for x in rs if x["prereq"] and x["outcome"] != "passed"]
-        for x in prereq_failed:
-            out.append(f"  ! {x['name']}: " + _first_line(x["message"]))
+        for x in rs:
+            if x["prereq"] and x["outcome"] != "passed":
+                out.append(f"  ! {x['name']}: " + _first_line(x["message"]))
+        out.extend(_kernel_trouble(rs))
+        firsts: dict[str, int] = {}
+        for x in rs:
+            if x["outcome"] != "passed" and not x["prereq"]:
+                firsts[_first_line(x["message"])] = firsts.get(_first_line(x["message"]), 0) + 1
+        for line, count in firsts.items():
+            if count > 1 and not KERNEL_TROUBLE.match(line):
+                out.append(f"  ! {count} tests failed for one cause: {line}")
         tasks: dict[int, list[dict]] = {}
         for x in rs:
             if not x["prereq"]:
@@ -252,6 +335,7 @@ def render(s: Summary, submission: Path) -> str:
             for x in tr:
                 if x["outcome"] != "passed":
                     out.append(f"       x {x['name']}  ({x['points']} pt)")
+                    out.append(f"           rerun: {rerun_command(x, how)}")
                     if next_step is None:
                         next_step = (n, folder, t, title, x)
         out.append("")
@@ -266,8 +350,11 @@ def render(s: Summary, submission: Path) -> str:
         n, folder, t, title, x = next_step
         out.append(f"Next step: Lab {n}, Task {t}: {title}.")
         out.append(f"  Read labs/{folder}/README.md, section \"Task {t}: {title}\".")
-        out.append(f"  First failing test: {x['name']}")
-        out.extend("  " + ln for ln in x["message"].splitlines()[:20])
+        failing = [y for y in s.results if y["outcome"] != "passed"] if all_messages else [x]
+        for y in failing:
+            out.append(f"  {'First failing test' if y is x and not all_messages else 'Failing test'}: {y['name']}")
+            out.extend("  " + ln for ln in y["message"].splitlines()[:20])
+        out.append(f"  Every test's message is in {how.report}.")
     return "\n".join(out)
 
 
@@ -276,17 +363,36 @@ def _first_line(msg: str) -> str:
 
 
 def gradescope(s: Summary) -> dict:
+    """Gradescope's results.json (its autograder specification): the total, and per test its score,
+    a number "LAB.TASK.N" that orders the tests, tags for lab and task, and what the student sees."""
     tests = []
+    counters: dict[tuple[int, int], int] = {}
     for x in s.results:
+        k = (x["lab"], x["task"])
+        counters[k] = counters.get(k, 0) + 1
         tests.append({
             "name": f"Lab {x['lab']} task {x['task']}: {x['name']}" if not x["prereq"] else f"Lab {x['lab']}: {x['name']}",
+            "number": f"{x['lab']}.{x['task']}.{counters[k]}",
             "score": x["points"] if x["outcome"] == "passed" else 0,
             "max_score": x["points"],
             "status": "passed" if x["outcome"] == "passed" else "failed",
             "output": x["message"],
+            "output_format": "text",
+            "tags": [f"lab {x['lab']}", "prerequisite" if x["prereq"] else f"task {x['task']}"],
             "visibility": "after_published" if x["hidden"] else "visible",
         })
-    return {"score": s.score, "max_score": s.max_score, "output": s.text, "tests": tests}
+    return {"score": s.score, "max_score": s.max_score, "execution_time": round(s.seconds), "output": s.text,
+            "output_format": "text", "visibility": "visible", "stdout_visibility": "visible", "tests": tests}
+
+
+def full_report(s: Summary) -> str:
+    """The table, then every test with its whole message (report.txt, and each student's report)."""
+    detail = [s.text, "", "Every test:"]
+    for x in s.results:
+        detail.append(f"[{x['outcome'].upper()}] lab {x['lab']} task {x['task']} {x['name']} ({x['points']} pt)")
+        detail.extend("    " + ln for ln in x["message"].splitlines())
+        detail.extend("    " + ln for ln in x.get("detail", "").splitlines())  # a VM test's timeline
+    return "\n".join(detail) + "\n"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -301,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="grader/grade", description="Grade the workbook's labs.")
     ap.add_argument("path", nargs="?", default=str(REPO / "labs"), help="the labs to grade (default: labs/)")
     ap.add_argument("--lab", type=int, help="grade only lab N")
+    ap.add_argument("--task", type=int, help="grade only task N (of --lab N), and show every failing test's message")
+    ap.add_argument("-k", dest="select", metavar="EXPR", help="grade only the tests whose names match (pytest -k)")
     ap.add_argument("--repeat", type=int, default=1, help="run every test N times; pass only if all pass")
     ap.add_argument("--out", default=str(GRADER / "out"), help="folder for results.json, report.txt, junit.xml")
     ap.add_argument("--json", help="write the Gradescope results.json here instead")
@@ -320,11 +428,23 @@ def main(argv: list[str] | None = None) -> int:
     def progress(line: str) -> None:
         if a.quiet:
             return
+        if line.startswith("NOTE "):
+            print(f"  ... {line[5:]}", flush=True)
+            return
         mark, lab, task, pts, name = (line.split(" ", 4) + [""] * 5)[:5]
         print(f"  {mark} lab {lab} task {task:>2}  {pts:>6}  {name}", flush=True)
 
+    results = Path(a.json) if a.json else out / "results.json"
     try:
-        s = run_grading(sub, a.lab, a.repeat, junit.resolve(), progress, time_scale=a.time_scale)
+        results.unlink()  # a grader that cannot finish leaves no results: never zero points, never a pass
+    except FileNotFoundError:
+        pass
+    try:
+        how = Rerun(make=os.environ.get("GRADE_VIA") == "make",
+                    submission="" if sub == (REPO / "labs").resolve() else a.path,
+                    report=os.path.relpath(out / "report.txt") if out.is_absolute() else str(out / "report.txt"))
+        s = run_grading(sub, a.lab, a.repeat, junit.resolve(), progress, time_scale=a.time_scale, task=a.task,
+                        select=a.select, how=how)
     except GradeError as e:
         print(f"grade: {e}", file=sys.stderr)
         return 2
@@ -336,13 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + e.signum
     print()
     print(s.text)
-    write_atomic(Path(a.json) if a.json else out / "results.json", json.dumps(gradescope(s), indent=1))
-    detail = [s.text, "", "Every test:"]
-    for x in s.results:
-        detail.append(f"[{x['outcome'].upper()}] lab {x['lab']} task {x['task']} {x['name']} ({x['points']} pt)")
-        detail.extend("    " + ln for ln in x["message"].splitlines())
-        detail.extend("    " + ln for ln in x.get("detail", "").splitlines())
-    write_atomic(out / "report.txt", "\n".join(detail) + "\n")
+    write_atomic(results, json.dumps(gradescope(s), indent=1))
+    write_atomic(out / "report.txt", full_report(s))
     return 0 if s.full_marks else 1
 
 

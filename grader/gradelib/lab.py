@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from . import sandbox
+from . import diagnose, sandbox
+from .timescale import scale
 from .sandbox import Limits, clean_text
 
 GRADER = Path(__file__).resolve().parent.parent
 REPO = GRADER.parent
 
-# Grading a hostile corpus, where every wait is expected to expire, can shorten
-# every timeout: GRADER_TIME_SCALE=0.2 (grader/grade --time-scale).
-TIME_SCALE = float(os.environ.get("GRADER_TIME_SCALE", "1") or 1)
+# Every wait is a nominal time times timescale.scale(): the machine's speed, and the hostile corpus's
+# factor (grader/grade --time-scale 0.1), where every wait is expected to expire.
 
 CFLAGS = ["-g", "-O1", "-Wall", "-Wextra", "-Werror"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
@@ -105,14 +105,19 @@ class Outcome:
     sigsafe: list[str]
     killed_for: str | None = None  # the sandbox's watchdog: memory or disk
     after_signal: str = ""  # what it printed after the test's first signal reached it
+    state: diagnose.ProcState | None = None  # where it was when the grader stopped waiting
+    stopped: str = ""  # the grader stopped it: why (instead of a timeout of its own)
 
     def describe(self) -> str:
         if self.flooded:
             return f"`{self.what}` printed more than {sandbox.OUTPUT_CAP // 1024} KiB and was killed (an output loop?)"
         if self.killed_for:
             return f"`{self.what}` was killed by the grader: {self.killed_for}"
+        if self.stopped:
+            return f"`{self.what}` was still running {self.stopped}; the grader stopped it"
         if self.timed_out:
-            return f"`{self.what}` did not finish within {self.timeout:g} s and was killed (blocked or in an endless loop?)"
+            where = f": it was {self.state.describe()}" if self.state else " (it had no process left to look at)"
+            return f"`{self.what}` did not finish within {self.timeout:g} s and was killed{where}"
         if self.signal is not None:
             hint = SIGNAL_HINTS.get(self.signal, "")
             return f"`{self.what}` was killed by {signame(self.signal)}" + (f" ({hint})" if hint else "")
@@ -187,7 +192,7 @@ class Proc:
     def expect(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         """Wait for `pattern` in stdout after the previous match; fail the test with the story if it never comes."""
         rx = re.compile(pattern, re.M)
-        deadline = time.monotonic() + timeout * TIME_SCALE
+        deadline = time.monotonic() + timeout * scale()
         with self.c.cond:
             while True:
                 text = clean_text(bytes(self.c.out.buf))
@@ -199,10 +204,15 @@ class Proc:
                 if self.c.out.eof or left <= 0:
                     break
                 self.c.cond.wait(min(left, 0.5))
-        reason = "it stopped printing" if self.c.out.eof else f"nothing matched within {timeout:g} s"
-        out = self._finish(1.0)
-        pytest.fail(out.explain(f"Expected `{self.what}` to print a line matching /{pattern}/, but {reason}."),
-                    pytrace=False)
+        if self.c.out.eof:
+            out = self._finish(1.0)
+            pytest.fail(out.explain(f"Expected `{self.what}` to print a line matching /{pattern}/, but it stopped "
+                                    f"printing."), pytrace=False)
+        out = self._finish(0.0)  # it is stuck: look where, now, and stop it
+        where = f" At that moment it was {out.state.describe()}." if out.state else ""
+        out.stopped = "when the grader gave up waiting for that line"
+        pytest.fail(out.explain(f"Expected `{self.what}` to print a line matching /{pattern}/, but nothing matched "
+                                f"within {timeout:g} s.{where} The grader stopped it."), pytrace=False)
 
     def output(self) -> str:
         return clean_text(self.c.stdout_snapshot())
@@ -211,13 +221,14 @@ class Proc:
         return self._finish(timeout)
 
     def _finish(self, timeout: float) -> Outcome:
-        timeout *= TIME_SCALE
+        timeout *= scale()
         ex = self.c.wait(timeout)
         after = ex.stdout[self._signal_mark:] if self._signal_mark is not None else b""
         return Outcome(
             what=self.what, exitcode=ex.exitcode, signal=ex.signal, timed_out=ex.timed_out, timeout=timeout,
             flooded=ex.flooded, stdout=clean_text(ex.stdout), stderr=clean_text(ex.stderr),
             sigsafe=_read_sigsafe(self._sigsafe_log), killed_for=ex.killed_for, after_signal=clean_text(after),
+            state=ex.state,
         )
 
 
@@ -307,7 +318,8 @@ class LabBuild:
 
     # --- running -------------------------------------------------------------
     def _start(self, name: str, args: tuple[str, ...], env: dict[str, str] | None, preload: list[str],
-               sigsafe: bool, stdin: bool, limits: Limits | None) -> tuple[sandbox.Contained, Path | None]:
+               sigsafe: bool, stdin: bool, limits: Limits | None,
+               blocked: tuple[int, ...] = ()) -> tuple[sandbox.Contained, Path | None]:
         exe = self.program(name)
         self._run_no += 1
         cwd = self.runs / f"{self._run_no:03d}-{name}"
@@ -328,12 +340,13 @@ class LabBuild:
         e.update(env or {})
         lim = limits or Limits(address_space=None if prog.sanitize else 2 << 30)
         c = sandbox.Contained([str(exe), *args], cwd=cwd, writable=[cwd], env=e, limits=lim, stdin=stdin,
-                              readonly=[self.bin, _libs()])
+                              readonly=[self.bin, _libs()], blocked=blocked)
         return c, log
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None, preload: list[str] | None = None,
-              sigsafe: bool = True, limits: Limits | None = None) -> Proc:
-        c, log = self._start(name, args, env, preload or [], sigsafe, True, limits)
+              sigsafe: bool = True, limits: Limits | None = None, blocked: tuple[int, ...] = ()) -> Proc:
+        """Start a program; `blocked`: signals it starts with blocked, as if its parent had blocked them."""
+        c, log = self._start(name, args, env, preload or [], sigsafe, True, limits, blocked)
         return Proc(self, name, args, c, log)
 
     def run(self, name: str, *args: str, input: str | bytes = b"", timeout: float = 10.0,

@@ -44,7 +44,7 @@ REFUSED: list[tuple[str, str]] = [
     (r"commit_creds|prepare_kernel_cred|prepare_creds|override_creds|revert_creds|abort_creds",
      "changes a process's credentials"),
     (r"console_.*|kmsg_dump.*|printk_ratelimit_state|log_buf.*|vprintk_emit|devkmsg_.*|do_syslog|"
-     r"suppress_printk|oops_in_progress|panic_notifier_list|add_taint", "changes or hides the kernel's log or state"),
+     r"suppress_printk|oops_in_progress|panic_notifier_list", "changes or hides the kernel's log or state"),
     (r"kernel_power_off|kernel_restart|kernel_halt|orderly_.*|emergency_restart|machine_.*|ctrl_alt_del",
      "powers off or restarts the machine"),
     (r"kill_pid.*|kill_pgrp|send_sig.*|force_sig.*|group_send_sig_info|do_send_sig_info|__kill_pgrp_info|"

@@ -21,6 +21,8 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from .lab import LabBuild, LabSpec, set_library_dir
+from .progress import set_channel
+from .timescale import scale
 from .sandbox import inert, kill_everything
 from .vmlab import vm, vm_lab  # noqa: F401  (fixtures of the labs graded in the VM)
 
@@ -59,6 +61,7 @@ class GraderState:
         self.results: dict[str, Result] = {}
         fd = config.getoption("progress_fd")
         self.progress = os.fdopen(fd, "w", buffering=1, closefd=False) if fd is not None else None
+        set_channel(self.progress)
 
     def build_for(self, spec: LabSpec) -> LabBuild:
         if self.submission is None:
@@ -74,6 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("grader")
     g.addoption("--submission", default=None, help="the folder with the labs to grade (a scratch copy)")
     g.addoption("--lab", type=int, default=None, help="grade only this lab")
+    g.addoption("--task", type=int, default=None, help="grade only this task (and its lab's prerequisites)")
     g.addoption("--repeat", type=int, default=1, help="run every test N times; it passes only if all pass")
     g.addoption("--results-json", default=None, help="write graded results here")
     g.addoption("--progress-fd", type=int, default=None, help="write one line per finished test to this fd")
@@ -132,7 +136,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid}: the test module must define LAB = LabSpec(...)")
         if graded is None and not prereq:
             raise pytest.UsageError(f"{item.nodeid}: a grader test must be @graded(task=..., points=...) or @prereq")
-        (keep if want is None or spec.number == want else drop).append(item)
+        task = config.getoption("task")
+        in_task = task is None or prereq or (graded is not None and graded.kwargs.get("task") == task)
+        (keep if (want is None or spec.number == want) and in_task else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = keep
@@ -172,7 +178,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    limit = item.config.getoption("test_timeout")
+    limit = item.config.getoption("test_timeout") * max(1.0, scale())
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise TestTimeout(f"The test did not finish within {limit:g} s (the grader stopped it).")

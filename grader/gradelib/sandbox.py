@@ -55,6 +55,8 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import diagnose
+
 OUTPUT_CAP = 1 << 20  # bytes per stream
 NOBODY = 65534
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -143,6 +145,8 @@ def _root_binds() -> list[str]:
     """The system, read-only: /usr, /etc, and /bin, /lib... as links where the system has links."""
     args: list[str] = []
     for d in SYSTEM_DIRS:
+        for parent in reversed(Path(d).parents[:-1]):  # traversable, unlike bwrap's own (0700 under root)
+            args += ["--perms", "0755", "--dir", str(parent)]
         if os.path.islink(d):
             args += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
@@ -260,6 +264,7 @@ class Exit:
     timed_out: bool = False
     flooded: bool = False
     killed_for: str | None = None  # the watchdog killed it: memory or disk
+    state: "diagnose.ProcState | None" = None  # where it was when the wait timed out
     stdout: bytes = b""
     stderr: bytes = b""
     extra: dict[str, str] = field(default_factory=dict)
@@ -277,6 +282,7 @@ class Contained:
         limits: Limits,
         stdin: bool = True,
         readonly: list[Path] | None = None,
+        blocked: tuple[int, ...] = (),
     ) -> None:
         self.cond = threading.Condition()
         self._killed_for_flood = False
@@ -317,6 +323,9 @@ class Contained:
             for what, soft, hard in lim:
                 resource.setrlimit(what, (soft, hard))
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            # The program starts with these signals blocked: the mask survives
+            # exec (through setpriv and bwrap, which only touches SIGCHLD).
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
         try:
             self.popen = subprocess.Popen(
@@ -339,6 +348,7 @@ class Contained:
         self.out.start()
         self.err.start()
         self.result: Exit | None = None
+        self.state_at_timeout: diagnose.ProcState | None = None
         _live.add(self)
         self.pid = self._find_program_pid(info_r)
         self._watch_stop = threading.Event()
@@ -450,10 +460,12 @@ class Contained:
         if self.result is not None:
             return self.result
         timed_out = False
+        stuck = ""
         try:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
+            self.state_at_timeout = diagnose.snapshot(self.pid)  # before the kill: where was it?
         self.kill_all()  # stragglers: children left in the background
         self.popen.wait()
         self._watch_stop.set()
@@ -463,7 +475,8 @@ class Contained:
         self.err.join(timeout=5)
         code = self.popen.returncode
         ex = Exit(timed_out=timed_out and self.killed_for is None, flooded=self._killed_for_flood,
-                  stdout=bytes(self.out.buf), stderr=bytes(self.err.buf), killed_for=self.killed_for)
+                  stdout=bytes(self.out.buf), stderr=bytes(self.err.buf), killed_for=self.killed_for,
+                  state=self.state_at_timeout)
         if not ex.timed_out and not ex.flooded and ex.killed_for is None:
             if self._bwrap:
                 # bwrap exits with the program's status, or 128+N when a signal killed it

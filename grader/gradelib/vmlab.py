@@ -48,10 +48,12 @@ from pathlib import Path
 
 import pytest
 
-from . import sandbox
-from .lab import (GRADER, REPO, SIGNAL_HINTS, TIME_SCALE, BuildFailed, LabBuild, LabSpec, _indent, harness_library,
+from . import diagnose, oopsmap, sandbox
+from .lab import (GRADER, REPO, SIGNAL_HINTS, BuildFailed, LabBuild, LabSpec, _indent, harness_library,
                   sigsafe_library, signame)
 from .modcheck import check_imports
+from .progress import note
+from .timescale import after_boot, scale
 from .sandbox import Limits, clean_text
 from .witness import Witness
 
@@ -68,6 +70,7 @@ GUEST_SRC = GRADER / "guest"  # the grader's guest programs, one .c file each
 REFERENCES = GRADER / "reference"  # earlier labs' drivers, generated from their solutions
 HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror"]
 STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
+MAX_RESTARTS = 3  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
 # Kernel taint flags (Documentation/admin-guide/tainted-kernels.rst) that mean trouble. Every run is
 # tainted O and E by unsigned out-of-tree modules; these bits no exported function can clear.
 TAINTS = {7: ("D", "the kernel oopsed or hit a BUG (taint D)"),
@@ -110,13 +113,15 @@ class VmLabSpec(LabSpec):
 class GuestProc:
     """A program running in the background in the VM, its output in a file."""
 
-    def __init__(self, vm: "VmLab", name: str, what: str, base: str, sigsafe_log: str | None, pid: int) -> None:
+    def __init__(self, vm: "VmLab", name: str, what: str, base: str, sigsafe_log: str | None,
+                 helper: bool = False, pid: int = 0) -> None:
         self.vm = vm
+        self.helper = helper  # the grader's own program, not the student's
         self.name = name
         self.what = what  # the command line, for messages
         self.base = base  # RUNS/N: .out, .pid, .status
         self.sigsafe_log = sigsafe_log
-        self.pid = pid
+        self.pid = pid  # the program's pid in the VM (the witness records by pid)
         self.line = 0  # output lines consumed by expect()
 
     @property
@@ -132,9 +137,16 @@ class GuestProc:
         r = self.vm.run(f"cat {self.base}.status 2>/dev/null", timeout=10, what="reading an exit status")
         return int(r.stdout.strip()) if r.stdout.strip().isdigit() else None
 
+    def state(self) -> diagnose.ProcState | None:
+        """Where the program is now (None when it has ended)."""
+        r = self.vm.run(f"p=$(cat {self.base}.pid); {diagnose.GUEST_SCRIPT}", timeout=10,
+                        what=f"reading the state of `{self.what}`")
+        return diagnose.parse_guest(r.stdout)
+
     def describe(self, status: int | None) -> str:
         if status is None:
-            return f"`{self.what}` is still running"
+            st = self.state()
+            return f"`{self.what}` is still running" + (f": it is {st.describe()}" if st else "")
         if status > 128:
             sig = status - 128
             hint = SIGNAL_HINTS.get(sig, "")
@@ -168,7 +180,7 @@ class GuestProc:
 
     def expect(self, pattern: str, timeout: float = 5.0, msg: str = "") -> str:
         """Wait for a line matching the (extended) regular expression after the last match; return it."""
-        timeout *= TIME_SCALE
+        timeout *= scale()
         pat = shlex.quote(pattern)
         # Polls the file in the guest until a match, or until the program ended
         # (exit 3); the agent kills the loop at the timeout.
@@ -198,6 +210,9 @@ class GuestProc:
             f"if [ -e {self.base}.status ] || [ -z \"$st\" ] || [ \"$st\" = Z ]; then exit 3; fi; "
             f"n=$(wc -l < {self.out}); kill -{sig} $p && echo $n", timeout=10, what=f"kill -{sig}")
         if r.status == 3 or not r.stdout.strip().isdigit():
+            if self.helper:
+                self.vm.fail(self.explain(f"The grader's `{self.what}` had ended before it could be sent SIG{sig}: "
+                                          "what it printed says why."))
             self.vm.fail(self.explain(
                 f"The grader was about to send SIG{sig} to `{self.what}`, but it had already ended: the program "
                 f"must keep running until the signal comes (whatever it printed before the signal does not count "
@@ -206,7 +221,7 @@ class GuestProc:
 
     def wait_exit(self, timeout: float = 5.0) -> int | None:
         """Wait for the program to end; its status (128+N: signal N), or None if it is still running."""
-        timeout *= TIME_SCALE
+        timeout *= scale()
         script = f"while [ ! -e {self.base}.status ]; do usleep 10000; done; cat {self.base}.status"
         r = self.vm.run(script, timeout=timeout, what=f"waiting for `{self.what}` to end", allow_timeout=True)
         return int(r.stdout.strip()) if r.status == 0 and r.stdout.strip().isdigit() else None
@@ -233,6 +248,11 @@ class VmLab:
         self._runs = 0
         self.has_sigsafe = False
         self.review: list[str] = []  # the module's imports for the instructor to look at
+        self.hint = ""  # what the test is doing, for a message if the VM stops or a command hangs
+        self.restarts = 0
+        self.troubles: list[str] = []  # every Oops, WARNING and taint of the lab, over all its boots: "test: what"
+        self.restart_why = ""  # set: the next test boots a fresh VM first
+        self._files: dict[str, Path] = {}
         self._taint = 0  # the kernel's taint flags when the test began
         self.witness: Witness | None = None  # the kernel's record of signals, once the VM runs
         self.detail = ""  # the failed test's timeline, for report.txt
@@ -253,7 +273,7 @@ class VmLab:
         def make_board() -> None:
             try:
                 if self.spec.board:
-                    board["files"] = build_board(root / "board")
+                    board["files"] = build_board(say=note)
                 if self.spec.reference:
                     board["reference"] = self._build_reference(root / "reference")
             except KmodError as e:
@@ -263,6 +283,8 @@ class VmLab:
         if self.spec.board or self.spec.reference:
             t.start()
         if self.spec.module:
+            note(f"lab {self.spec.number}: building {self.spec.module}.ko with kbuild (W=1; an unchanged module "
+                 f"is not built again) ...")
             self.kbuild = self._build_module(root / "src", root / "kmod")
         for name in self.spec.programs:
             self.programs[name] = self.build._compile(name)
@@ -309,13 +331,21 @@ class VmLab:
         for name, got in self.programs.items():
             if isinstance(got, Path):
                 files[f"{GUEST_LAB}/{name}"] = got
-        self.m = Machine(files=files, boot_timeout=60.0)
+        self._files = files
+        self._boot()
+
+    def _boot(self) -> None:
+        """Start the VM with the lab's files, make the run folder and load the board."""
+        note(f"lab {self.spec.number}: booting the VM (Debian's kernel in QEMU) ...")
+        self.m = Machine(files=self._files, boot_timeout=60.0)
+        self._seen = 0
         try:
             self.m.start()
         except VMError as e:
             self.broken = f"the VM did not boot (a grader or setup problem, not your code): {e}"
             return
         self.boot_seconds = self.m.boot_seconds
+        after_boot(self.boot_seconds or 0.0)
         if os.environ.get("GRADER_WITNESS", "1") != "0":  # 0: off, to measure what it costs (grader/bench.py)
             self.witness = Witness(self._quiet)
         r = self.m.run(f"mkdir -p {RUNS} && chmod 755 {RUNS} && chmod -R go-w {GUEST_LAB}", timeout=30)
@@ -326,6 +356,16 @@ class VmLab:
             r = self.m.run("insmod /lab/wb_board.ko", timeout=30)
             if not r.ok:
                 self.broken = f"the button board did not load (a grader problem): {r.stderr.strip()}"
+
+    def _restart_later(self, why: str) -> None:
+        """The VM cannot serve the next test as it is (an Oops, a dead VM, a process stuck in the
+        kernel): the next test gets a freshly booted one, so its result is its own.  After
+        MAX_RESTARTS restarts the rest of the lab fails with `why`."""
+        if self.restarts >= MAX_RESTARTS:
+            self.broken = f"{why}\n  (The VM was restarted {self.restarts} times in this lab already; the rest of " \
+                          f"the lab cannot run.)"
+        else:
+            self.restart_why = why
 
     def _build_module(self, src: Path, out: Path) -> ModuleBuild:
         """kbuild W=1 in the sandbox: a Kbuild file is a makefile and may run anything."""
@@ -345,7 +385,7 @@ class VmLab:
             ex = c.wait(timeout=timeout)
             return (None if ex.timed_out else ex.exitcode), clean_text(ex.stdout) + clean_text(ex.stderr)
 
-        return build_module(src, out, w1=True, module=self.spec.module, runner=contained)
+        return build_module(src, out, w1=True, module=self.spec.module, runner=contained, cache=True)
 
     def _build_reference(self, out: Path) -> Path:
         """grader/reference/FOLDER as MODULE_ref.ko (the grader's own code: built outside the sandbox)."""
@@ -369,6 +409,13 @@ class VmLab:
         """Before a test: fail at once if the lab cannot go on."""
         self.test_name = name
         self.detail = ""
+        if self.restart_why and not self.broken:
+            self.restarts += 1
+            self.restart_why = ""
+            if self.m is not None:
+                self.m.close(graceful=False)
+            self.warnings.clear()
+            self._boot()
         if self.broken:
             pytest.fail(self.broken, pytrace=False)
         self._taint = self.taint()
@@ -379,7 +426,7 @@ class VmLab:
         """After a test: stop what it started, look for an Oops or a new taint flag it caused, and
         give the next test a clean device: the student's module is reloaded (a stale entry left on a
         list by this test must not crash the next one and be blamed on it)."""
-        if self.broken or self.m is None:
+        if self.broken or self.m is None or self.restart_why:
             return
         try:
             stuck = self._stop_programs()
@@ -391,10 +438,11 @@ class VmLab:
         self._scan()
         self._check_taint()
         if stuck:
-            self.broken = (f"a program was stuck in the kernel after an earlier test ({self.test_name}) and could "
-                           f"not be killed:\n{_indent(stuck)}\n  The lab cannot go on with it: a read or "
-                           f"poll that cannot be interrupted (wait_event_interruptible?) keeps the module busy.")
-            pytest.fail(self.broken, pytrace=False)
+            # This test's own result stands; the next one gets a fresh VM.
+            self._restart_later(f"a program was stuck in the kernel after an earlier test ({self.test_name}) and "
+                                f"could not be killed:\n{_indent(stuck)}\n  A read or poll that cannot be "
+                                f"interrupted (wait_event_interruptible?) keeps the module busy.")
+            return
         if self.spec.module and self.module_loaded(quiet=True):
             self.reload_module(failed)
 
@@ -413,6 +461,11 @@ class VmLab:
                        timeout=15)
         return "" if r.ok else (r.stdout.strip() or "a program did not die")
 
+    @staticmethod
+    def taint_names(value: int) -> list[str]:
+        """What the troubling taint flags in `value` mean."""
+        return [why for bit, (_, why) in sorted(TAINTS.items()) if value >> bit & 1]
+
     def taint(self) -> int:
         """The kernel's taint flags (/proc/sys/kernel/tainted)."""
         try:
@@ -430,12 +483,13 @@ class VmLab:
             return
         self._taint |= gained
         what = "; ".join(why for _, _, why in bad)
+        self.troubles.append(f"{self.test_name}: {what}")
         shown = "\n".join(self.warnings[-1:]) if self.warnings else ""
-        excerpt = (f" Excerpt:\n{_indent(_excerpt(shown))}" if shown else
+        excerpt = (f" Excerpt:\n{_indent(self._ex(shown))}" if shown else
                    " The kernel's log shows nothing of it: the module lowered the console log level or "
                    "cleared the log, but the taint flags cannot be cleared.")
         if any(flag in "DLB" for _, flag, _ in bad):
-            self.broken = f"during an earlier test ({self.test_name}): {what}.{excerpt}"
+            self._restart_later(f"during an earlier test ({self.test_name}): {what}.{excerpt}")
         pytest.fail(f"During this test {what}.{excerpt}", pytrace=False)
 
     # --- running commands ------------------------------------------------------
@@ -473,12 +527,14 @@ class VmLab:
         if self.broken:
             pytest.fail(self.broken, pytrace=False)
         assert self.m is not None
+        timeout *= scale()
         try:
             r = self.m.run(cmd, timeout=timeout, allow_timeout=allow_timeout)
         except CommandTimeout:
             self._scan()
+            hint = f"\n  While {self.hint}." if self.hint else ""
             pytest.fail(f"{what or 'a command'} did not finish within {timeout:g} s and was killed "
-                        f"(stuck in your driver?): `{cmd.strip()[:120]}`", pytrace=False)
+                        f"(stuck in your driver?): `{cmd.strip()[:120]}`{hint}", pytrace=False)
         except VMError as e:
             self._vm_failed(e)
         self._scan()
@@ -492,12 +548,22 @@ class VmLab:
                       f"{_indent((r.stderr or r.stdout).strip()[-1200:] or '(no output)')}")
         return r.stdout
 
+    def _ex(self, oops: str, lines: int = 16) -> str:
+        """An Oops excerpt, with file:line for the frames in the student's module."""
+        ko = self.kbuild.kos.get(self.spec.module) if self.kbuild is not None and self.spec.module else None
+        return _excerpt(oops, lines, self.spec.module, ko)
+
     def _vm_failed(self, e: VMError) -> None:
         console = self.m.console() if self.m is not None else ""
         oops = find_oops(console[self._seen:]) or find_oops(console)
-        detail = f"; excerpt:\n{_indent(_excerpt(oops))}" if oops else f" ({e})"
-        self.broken = f"the VM stopped in an earlier test ({self.test_name}){detail}"
-        pytest.fail(f"the VM stopped during this test{detail}", pytrace=False)
+        detail = f"; excerpt:\n{_indent(self._ex(oops))}" if oops else f" ({e})"
+        if oops and "NMI: Not continuing" in oops:
+            detail = (" (the kernel stopped answering: a CPU looping with interrupts off, or waiting for a lock "
+                      "that is never released; the grader interrupted it with an NMI, and RIP is where it was, "
+                      f"the Call Trace how it got there):\n{_indent(self._ex(oops, 24))}")
+        hint = f"\n  While {self.hint}." if self.hint else ""
+        self._restart_later(f"the VM stopped in an earlier test ({self.test_name}){detail}")
+        pytest.fail(f"the VM stopped during this test{detail}{hint}", pytrace=False)
 
     def _scan(self) -> None:
         """Look at what the kernel printed since the last look."""
@@ -510,13 +576,15 @@ class VmLab:
             return
         first = oops.strip().splitlines()
         head = next((ln for ln in first if "cut here" not in ln), "")
+        self.troubles.append(f"{self.test_name}: {self._ex(oops, 3)}")
         if re.search(r"\]\s*WARNING:|^WARNING:", head):
             self.warnings.append(oops)
             self._taint = self.taint()  # reported here: the taint check need not say it again
-            pytest.fail(f"the kernel printed a WARNING during this test; excerpt:\n{_indent(_excerpt(oops))}",
+            pytest.fail(f"the kernel printed a WARNING during this test; excerpt:\n{_indent(self._ex(oops))}",
                         pytrace=False)
-        self.broken = f"the kernel oopsed in an earlier test ({self.test_name}); excerpt:\n{_indent(_excerpt(oops))}"
-        pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(_excerpt(oops))}", pytrace=False)
+        self._restart_later(f"the kernel oopsed in an earlier test ({self.test_name}); excerpt:\n"
+                            f"{_indent(self._ex(oops))}")
+        pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(self._ex(oops))}", pytrace=False)
 
     # --- the lab's pieces -----------------------------------------------------------
     def module_loaded(self, quiet: bool = False) -> bool:
@@ -638,7 +706,7 @@ class VmLab:
         r = self.run(cmd, timeout=10, what=f"starting `{what}`")
         if not r.ok or not r.stdout.strip().isdigit():
             self.fail(f"`{what}` could not be started in the VM")
-        p = GuestProc(self, name, what, base, log, int(r.stdout.strip()))
+        p = GuestProc(self, name, what, base, log, helper, int(r.stdout.strip()))
         self._procs.append(p)
         return p
 
@@ -661,14 +729,23 @@ class VmLab:
 _REGISTERS = re.compile(r"^(Code:|RSP:|RAX:|RDX:|RBP:|R\d+:|FS:|CS:|CR2:|DR\d|PKRU|PGD |#PF:|Hardware name:)")
 
 
-def _excerpt(oops: str, lines: int = 16) -> str:
-    """The lines of an Oops a student can read: what, where (RIP), and the call trace; no register dump."""
+# frames of the kernel's own NMI and panic handling, not of the code that was stuck
+_NMI_FRAMES = re.compile(r"^\s*(dump_stack_lvl|panic|nmi_panic|pci_serr_error|io_check_error|unknown_nmi_error|"
+                         r"default_do_nmi|exc_nmi|end_repeat_nmi|asm_exc_nmi|_printk)\b")
+
+
+def _excerpt(oops: str, lines: int = 16, module: str = "", ko: Path | None = None) -> str:
+    """The lines of an Oops a student can read: what, where (RIP), and the call trace; no register dump,
+    no `? ` guesses, no frames of the NMI that caught a hang; frames of the student's module with their
+    file:line (gradelib/oopsmap.py)."""
     keep = []
     for ln in oops.splitlines():
         ln = re.sub(r"^\[\s*\d+\.\d+\]\s?", "", ln).rstrip()
-        if ln.strip() and not _REGISTERS.match(ln.strip()) and "cut here" not in ln:
-            keep.append(ln)
-    return "\n".join(keep[:lines])
+        s = ln.strip()
+        if not s or _REGISTERS.match(s) or "cut here" in ln or s.startswith("? ") or _NMI_FRAMES.match(s):
+            continue
+        keep.append(ln)
+    return oopsmap.annotate("\n".join(keep[:lines]), module, ko) if module else "\n".join(keep[:lines])
 
 
 @pytest.fixture(scope="module")

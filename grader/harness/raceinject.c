@@ -20,10 +20,23 @@
  *     returns and the loop sees the flag;
  *   - sigwait and sleep loops also see the signal (pending, or flag set).
  *
- * The signal is RACEINJECT_SIGNAL (a number; default SIGUSR1).  When
- * RACEINJECT_PROGRAM is set, only a program of that name fires (the sandbox
- * that starts the program inherits LD_PRELOAD too, and must be left alone).
- * Each firing is logged to stderr as "raceinject: sent signal N before CALL()".
+ * The signal is RACEINJECT_SIGNAL (a number; default SIGUSR1).
+ *
+ * With RACEINJECT_AT=fork it hits another window instead: the one between
+ * fork() creating a child and the parent recording it.  fork() is
+ * interposed, and in the parent it returns only once the child has exited
+ * (waitid(WNOWAIT): the child stays a zombie, its SIGCHLD is sent), so a
+ * parent that has SIGCHLD unblocked runs its handler, and reaps the child,
+ * before it even knows the child's pid.  A parent that blocked SIGCHLD
+ * before fork() gets it when it unblocks, after recording the child.  The
+ * child must exit on its own soon (within RACEINJECT_FORK_WAIT_MS, default
+ * 5000); each fork is logged as "raceinject: child P exited before fork()
+ * returned".  The wait calls are left alone in this mode.
+ *
+ * When RACEINJECT_PROGRAM is set, only a program of that name fires (the
+ * sandbox that starts the program inherits LD_PRELOAD too, and must be left
+ * alone).  Each firing is logged to stderr as "raceinject: sent signal N
+ * before CALL()".
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -31,6 +44,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +68,30 @@ static void put(const char *s)
 	(void)!write(STDERR_FILENO, s, strlen(s));
 }
 
+/* Is this the program to act on (RACEINJECT_PROGRAM), in this mode? */
+static int armed(const char *mode)
+{
+	const char *env = getenv("RACEINJECT_PROGRAM");
+	const char *at = getenv("RACEINJECT_AT");
+
+	if (env && *env && strcmp(env, program_invocation_short_name) != 0)
+		return 0;
+	return strcmp(at && *at ? at : "wait", mode) == 0;
+}
+
+/* The digits of v (at most 10) at the end of buf[12]; returns the first. */
+static char *digits(char buf[12], unsigned long v)
+{
+	char *p = buf + 11;
+
+	*p = '\0';
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0 && p > buf);
+	return p;
+}
+
 static void fire(const char *call)
 {
 	int saved_errno = errno, sig = SIGUSR1;
@@ -64,8 +102,7 @@ static void fire(const char *call)
 	if (fired)
 		return;
 	fired = 1;
-	env = getenv("RACEINJECT_PROGRAM");
-	if (env && *env && strcmp(env, program_invocation_short_name) != 0)
+	if (!armed("wait"))
 		return;
 	env = getenv("RACEINJECT_SIGNAL");
 	if (env && atoi(env) > 0 && atoi(env) < NSIG)
@@ -145,4 +182,44 @@ int nanosleep(const struct timespec *req, struct timespec *rem)
 
 	fire("nanosleep");
 	return f(req, rem);
+}
+
+/* RACEINJECT_AT=fork: return to the parent only after the child has exited. */
+pid_t fork(void)
+{
+	pid_t (*f)(void) = real("fork");
+	int saved_errno, ms = 5000;
+	const char *env;
+	char num[12];
+	pid_t pid;
+
+	pid = f();
+	if (pid <= 0 || !armed("fork"))
+		return pid;
+	saved_errno = errno;
+	env = getenv("RACEINJECT_FORK_WAIT_MS");
+	if (env && atoi(env) > 0)
+		ms = atoi(env);
+	for (int waited = 0; waited < ms; waited++) {
+		struct timespec one_ms = { 0, 1000000 };
+		siginfo_t si;
+
+		/* WNOWAIT: look, do not reap.  If SIGCHLD is not blocked, its
+		 * handler runs as this call returns and reaps the child: then
+		 * the child is gone (ECHILD). */
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == -1) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (si.si_pid == pid)
+			break;
+		clock_nanosleep(CLOCK_MONOTONIC, 0, &one_ms, NULL);
+	}
+	put("raceinject: child ");
+	put(digits(num, (unsigned long)pid));
+	put(" exited before fork() returned\n");
+	errno = saved_errno;
+	return pid;
 }

@@ -7,7 +7,7 @@ no process survives.
 Host cases: grader/hostile/host/NAME.c replaces every program of a copy of the
 lab's starter (so the corpus does not depend on program names).  Prepared
 cases: grader/hostile/NAME/EXPECT.json:
-    {"lab": N, "score": S, "report_contains": ["..."],
+    {"lab": N, "score": S, "report_contains": ["..."],   (or "full_marks": true, or "below_full": true)
      "from": "solutions",                       (optional: start from a copy of that folder's lab)
      "edits": [{"file": F, "find": A, "replace": B, "why": "..."}]}   (each A must occur exactly once)
 and any lab folders beside it are the submission as they are.  Edits keep a
@@ -20,7 +20,9 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -43,7 +45,18 @@ HOST_CASES = {
     "ignores_term": r"did not finish within|nothing matched",
     "escape": r"exited with status 0|Expected",
     "memory_hog": r"exited with status|killed by|did not finish",
+    "exits_early": r"had already ended",
+    "waits_forged": r"Expected",
+    "escapes": r"exited with status 3",
+    "link_log": r"exited with status 0|Expected|had already ended",
+    "fifo_log": r"exited with status 0|Expected|had already ended",
+    "peek": r"exited with status 1",
+    "exec_hog": r"more than 1024 MiB of memory",
+    "disk_filler": r"wrote more than 64 MiB to disk",
 }
+SECRET = "hostile-secret-5f3a9c"  # in a file only its owner may read: must never reach a report
+# Control characters a report may not carry: they could redraw the student's terminal.
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @pytest.fixture
@@ -53,7 +66,22 @@ def sentinel(tmp_path: Path) -> Path:
     (d / "precious.txt").write_text("keep me\n")
     os.chmod(tmp_path, 0o755)
     os.chmod(d, 0o777)  # even a world-writable folder outside scratch stays untouched
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET + "\n")
+    os.chmod(secret, 0o600)
     return d
+
+
+@pytest.fixture
+def classmate() -> Iterator[Path]:
+    """Another student's submission, in a class folder outside /tmp (which the sandbox replaces anyway)."""
+    d = Path(tempfile.mkdtemp(prefix="hostile-class-", dir="/var/tmp"))
+    os.chmod(d, 0o755)
+    (d / "precious.txt").write_text("keep me\n")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _snapshot(paths: list[Path]) -> dict[str, tuple[int, int]]:
@@ -79,10 +107,12 @@ def _leftovers() -> list[str]:
     return res.stdout.splitlines()
 
 
-def _host_submission(case: str, dest: Path, sentinel: Path) -> Path:
+def _host_submission(case: str, dest: Path, sentinel: Path, classmate: Path) -> Path:
     sub = dest / "submission"
     shutil.copytree(REPO / "labs" / HOST_LAB, sub / HOST_LAB)
-    source = (HOSTILE / "host" / f"{case}.c").read_text().replace("@SENTINEL@", str(sentinel))
+    source = (HOSTILE / "host" / f"{case}.c").read_text().replace("@SENTINEL@", str(sentinel)) \
+        .replace("@CLASSMATE@", str(classmate)) \
+        .replace("@REPO@", str(REPO)).replace("@SECRET@", str(sentinel.parent / "secret.txt"))
     cs = list((sub / HOST_LAB).glob("*.c"))
     assert cs, f"labs/{HOST_LAB} has no C sources"
     for c in cs:
@@ -91,14 +121,18 @@ def _host_submission(case: str, dest: Path, sentinel: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", sorted(HOST_CASES))
-def test_host_hostile_submission(case: str, tmp_path: Path, sentinel: Path) -> None:
-    sub = _host_submission(case, tmp_path, sentinel)
+def test_host_hostile_submission(case: str, tmp_path: Path, sentinel: Path, classmate: Path) -> None:
+    sub = _host_submission(case, tmp_path, sentinel, classmate)
     watched = [sentinel, REPO / "labs", REPO / "solutions", REPO / "grader" / "tests"]
     before, tmp_before = _snapshot(watched), _tmp_listing()
     s = run_grading(sub, lab=int(HOST_LAB[:2]), timeout=900, time_scale=SCALE)
     assert s.score == 0, f"{case}: a hostile submission scored {s.score}/{s.max_score}"
     report = "\n".join(r["message"] for r in s.results)
     assert re.search(HOST_CASES[case], report), f"{case}: the report does not say what happened:\n{report[:3000]}"
+    shown = s.text + "\n" + report + "\n".join(s.warnings)
+    assert not RAW_CONTROL.search(shown), f"{case}: a control character reached the report: {RAW_CONTROL.search(shown)}"
+    for leaked in (SECRET, "keep me", "LEAK "):
+        assert leaked not in shown, f"{case}: the report shows what the sandbox must hide ({leaked!r}):\n{shown[:3000]}"
     assert _snapshot(watched) == before, f"{case}: files outside the scratch folder changed"
     assert (sentinel / "precious.txt").read_text() == "keep me\n"
     assert not (sentinel / "hostile-was-here").exists()
@@ -129,6 +163,11 @@ def test_prepared_hostile_submission(case: str, tmp_path: Path) -> None:
     expect = json.loads((HOSTILE / case / "EXPECT.json").read_text())
     s = run_grading(_prepared_submission(case, expect, tmp_path), lab=expect["lab"], timeout=900)
     report = s.text + "\n" + "\n".join(r["message"] for r in s.results)
-    assert s.score == expect["score"], f"{case}: scored {s.score}/{s.max_score}, expected {expect['score']}:\n{report}"
+    if "score" in expect:
+        assert s.score == expect["score"], f"{case}: scored {s.score}/{s.max_score}, expected {expect['score']}:\n{report}"
+    if expect.get("full_marks"):
+        assert s.full_marks, f"{case}: scored {s.score}/{s.max_score}, expected full marks:\n{report}"
+    if expect.get("below_full"):
+        assert s.score < s.max_score, f"{case}: scored {s.score}/{s.max_score}, expected less than full marks"
     for words in expect.get("report_contains", []):
         assert words in report, f"{case}: the report should mention {words!r}:\n{report[:3000]}"

@@ -1,6 +1,7 @@
 """Lab 1: signal(): handlers, the volatile sig_atomic_t flag, async-signal
 safety, SIG_IGN/SIG_DFL across fork and exec, the one-shot trap of signal()
-under -std=c11, and a first look at signal loss.
+under -std=c11, a first look at signal loss, and a handler whose printf()
+hangs the program.
 
 Every test synchronises with the program through its output ("ready ...")
 and its stdin; signals are sent only when the program has said it is ready
@@ -24,6 +25,7 @@ LAB = LabSpec(
         "inherit": Program(["inherit.c"]),
         "oneshot": Program(["oneshot.c"], std="c11"),
         "burst": Program(["burst.c"]),
+        "ticker": Program(["ticker.c"]),
     },
 )
 
@@ -97,7 +99,7 @@ def _reaper(lab, children: int):
     return out, kids, reaped, int(m.group(1))
 
 
-@graded(task=2, points=7)
+@graded(task=2, points=5)
 def test_the_sigchld_handler_reaps_the_child_and_reports_it(lab) -> None:
     out, kids, reaped, count = _reaper(lab, 1)
     assert count == 1 and kids[0] in reaped, out.explain(
@@ -108,7 +110,7 @@ def test_the_sigchld_handler_reaps_the_child_and_reports_it(lab) -> None:
         f"The child exited with status 10, the handler reported {reaped[kids[0]]}: use WEXITSTATUS(status).")
 
 
-@graded(task=2, points=6)
+@graded(task=2, points=5)
 def test_one_sigchld_reaps_every_finished_child(lab) -> None:
     out, kids, reaped, count = _reaper(lab, 3)
     assert count == 3 and sorted(reaped) == sorted(kids), out.explain(
@@ -117,7 +119,7 @@ def test_one_sigchld_reaps_every_finished_child(lab) -> None:
         f"it returns 0 or -1.")
 
 
-@graded(task=2, points=6)
+@graded(task=2, points=5)
 def test_the_sigchld_handler_preserves_errno(lab) -> None:
     out, kids, reaped, count = _reaper(lab, 1)
     assert count >= 1, out.explain("The handler did not reap the child, so this test cannot check errno yet: "
@@ -129,7 +131,7 @@ def test_the_sigchld_handler_preserves_errno(lab) -> None:
         f"Save errno at the start of the handler and restore it before returning.")
 
 
-@graded(task=2, points=6)
+@graded(task=2, points=5)
 def test_the_sigchld_handler_calls_only_async_signal_safe_functions(lab) -> None:
     out, kids, reaped, count = _reaper(lab, 2)
     assert count >= 1, out.explain("The handler did not run or did not reap: install it and write its body first.")
@@ -263,7 +265,7 @@ def _burst(lab, n: int):
     return out
 
 
-@graded(task=5, points=12)
+@graded(task=5, points=9)
 def test_ten_sigusr1_sent_while_blocked_arrive_once(lab) -> None:
     out = _burst(lab, 10)
     m = re.search(r"SIGUSR1 delivered (\d+) time", out.after_signal)
@@ -272,10 +274,35 @@ def test_ten_sigusr1_sent_while_blocked_arrive_once(lab) -> None:
         "the handler runs exactly once. Expected `SIGUSR1 delivered 1 time(s)`: does on_usr1 add 1 to usr1_count?")
 
 
-@graded(task=5, points=8)
+@graded(task=5, points=6)
 def test_ten_sigrtmin_sent_while_blocked_arrive_ten_times(lab) -> None:
     out = _burst(lab, 10)
     m = re.search(r"SIGRTMIN delivered (\d+) time", out.after_signal)
     assert m and int(m.group(1)) == 10, out.explain(
         "10 SIGRTMIN were sent while blocked: realtime signals are queued, one entry each, so the handler runs 10 "
         "times. Expected `SIGRTMIN delivered 10 time(s)`: does on_rtmin add 1 to rtmin_count?")
+
+
+# --- Task 6: a handler that calls printf() hangs the program --------------------------------
+
+HANG = ("ticker hung in a lock: a SIGALRM handler that calls printf() can interrupt main's printf() while main "
+        "holds stdout's lock, and then waits for that lock for ever (main cannot release it until the handler "
+        "returns). In the handler only count the tick (ticks++); print `tick N` from main's loop (chapter, "
+        "section 4).")
+
+
+@graded(task=6, points=10)
+def test_the_timer_handler_only_counts_and_main_reports_the_ticks(lab) -> None:
+    out = lab.spawn("ticker", "-o", "/dev/null", "300").wait(timeout=10)
+    if out.timed_out:
+        pytest.fail(out.explain(HANG if "futex" in out.stuck else
+                                "ticker should stop by itself after 300 ticks (0.3 s at one tick a millisecond)."),
+                    pytrace=False)
+    out.expect_exit(0, "ticker 300 should stop after 300 ticks and exit with status 0.")
+    out.expect_sigsafe(UNSAFE)
+    m = re.search(r"ticker: done, (\d+) lines, (\d+) ticks, (\d+) reported by main", out.stderr)
+    assert m, out.explain("Expected `ticker: done, L lines, T ticks, R reported by main` on stderr: keep main's "
+                          "last lines as they are.")
+    assert int(m.group(3)) > 0, out.explain(
+        "The handler counted the ticks, but main reported none: in main's loop, when `ticks` has changed since the "
+        "last report, print `tick N` and count it in from_main.")

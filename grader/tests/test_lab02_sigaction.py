@@ -1,24 +1,24 @@
 """Lab 2: sigaction(): sa_mask, SA_RESTART against EINTR, SA_SIGINFO and
-siginfo_t, sigprocmask() and sigpending(), and a race-free wait with
-sigsuspend().
+siginfo_t, sigprocmask() and sigpending(), a race-free wait with
+sigsuspend(), and the SIGCHLD-versus-fork() race.
 
 Deterministic throughout: signals are sent only after the program says it is
-ready (or is seen asleep in read()), and the lost wake-up of a naive
-flag-then-pause() wait is provoked on every run by the harness library
-grader/harness/raceinject.c, which sends the awaited signal exactly between
-the test of the flag and the wait.
+ready (or is seen asleep in read()), and both races are provoked on every run
+by the harness library grader/harness/raceinject.c: it sends the awaited
+signal exactly between the test of the flag and the wait, and (with
+RACEINJECT_AT=fork) returns from fork() only after the child has exited, so
+the child's SIGCHLD comes before the parent can record the child.
 """
 from __future__ import annotations
 
 import re
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
-from gradelib import LabSpec, Program, graded, prereq
-from gradelib.lab import TIME_SCALE
+from gradelib import LabSpec, Program, diagnose, graded, prereq
+from gradelib.timescale import scale
 
 LAB = LabSpec(
     number=2,
@@ -29,6 +29,7 @@ LAB = LabSpec(
         "whosent": Program(["whosent.c"]),
         "pending": Program(["pending.c"]),
         "waiter": Program(["waiter.c"]),
+        "jobs": Program(["jobs.c"]),
     },
 )
 
@@ -37,26 +38,24 @@ UNSAFE = ("The async-signal-safety checker saw a handler call functions that are
           "(signal-safety(7)): copy what you need into volatile sig_atomic_t variables and print from main.")
 
 
-def _blocked_in_read(p, timeout: float = 10.0) -> None:
-    """Wait until the program sleeps in read(2) on its stdin (seen in /proc), so that a
-    signal sent now interrupts that read.  Polls the kernel's view; no guessing."""
-    deadline = time.monotonic() + timeout * TIME_SCALE
-    proc = Path(f"/proc/{p.pid}")
+def _asleep(p, in_read: bool, why: str, timeout: float = 10.0) -> None:
+    """Wait until the program sleeps in the kernel (in read(2) on its stdin when in_read), as /proc shows it,
+    so that a signal sent now interrupts that sleep.  Polls the kernel's view; no guessing."""
+    deadline = time.monotonic() + timeout * scale()
     while time.monotonic() < deadline:
-        try:
-            fields = (proc / "syscall").read_text().split()
-            if len(fields) > 1 and fields[0] == "0" and int(fields[1], 16) == 0:
-                return  # read(0, ...)
-        except (OSError, ValueError):
-            try:
-                stat = (proc / "stat").read_text()
-                if stat.rsplit(")", 1)[1].split()[0] == "S":
-                    return
-            except (OSError, IndexError):
-                break
+        snap = diagnose.host(p.pid)
+        if snap.state == "S" and (not in_read or snap.syscall_nr is None
+                                   or (snap.syscall_nr == 0 and snap.args[:1] == (0,))):
+            return  # asleep (in read(0, ...)); syscall None: /proc/PID/syscall not readable here
+        if snap.state in ("", "Z"):
+            break  # it has ended
         time.sleep(0.001)
     out = p.wait(1.0)
-    pytest.fail(out.explain(f"`{p.what}` was never seen waiting in read() on its standard input."), pytrace=False)
+    pytest.fail(out.explain(why), pytrace=False)
+
+
+def _blocked_in_read(p) -> None:
+    _asleep(p, True, f"`{p.what}` was never seen waiting in read() on its standard input.")
 
 
 @prereq
@@ -80,7 +79,7 @@ def _trace(lab, *args: str) -> tuple[list[str], object]:
     return m.group(1).split(), out
 
 
-@graded(task=1, points=8)
+@graded(task=1, points=6)
 def test_with_sa_mask_sigusr2_waits_until_the_sigusr1_handler_returns(lab) -> None:
     trace, out = _trace(lab)
     assert trace == ["usr1-begin", "usr1-end", "usr2"], out.explain(
@@ -89,7 +88,7 @@ def test_with_sa_mask_sigusr2_waits_until_the_sigusr1_handler_returns(lab) -> No
     out.expect_sigsafe(UNSAFE)
 
 
-@graded(task=1, points=7)
+@graded(task=1, points=6)
 def test_with_an_empty_mask_sigusr2_interrupts_the_sigusr1_handler(lab) -> None:
     trace, out = _trace(lab, "--empty-mask")
     assert trace == ["usr1-begin", "usr2", "usr1-end"], out.explain(
@@ -122,7 +121,7 @@ def _interrupted_reads(lab, *args: str):
     return out, tuple(int(x) for x in m.groups())
 
 
-@graded(task=2, points=10)
+@graded(task=2, points=8)
 def test_without_sa_restart_the_read_fails_with_eintr_and_the_loop_reads_again(lab) -> None:
     out, (b, lines, sigs, intr) = _interrupted_reads(lab)
     assert (b, lines, sigs) == (11, 2, 2), out.explain(
@@ -134,7 +133,7 @@ def test_without_sa_restart_the_read_fails_with_eintr_and_the_loop_reads_again(l
     out.expect_sigsafe(UNSAFE)
 
 
-@graded(task=2, points=10)
+@graded(task=2, points=8)
 def test_with_sa_restart_the_kernel_restarts_the_read(lab) -> None:
     out, (b, lines, sigs, intr) = _interrupted_reads(lab, "--restart")
     assert (b, lines, sigs) == (11, 2, 2), out.explain(
@@ -162,7 +161,7 @@ def _whosent(lab, command: str):
     return out, me, uid, r, int(sender.group(1)) if sender else None
 
 
-@graded(task=3, points=7)
+@graded(task=3, points=5)
 def test_siginfo_names_the_process_that_sent_kill(lab) -> None:
     out, me, uid, r, sender = _whosent(lab, "kill")
     sig, pid, suid, code = r.group(1), int(r.group(2)), int(r.group(3)), r.group(4)
@@ -175,7 +174,7 @@ def test_siginfo_names_the_process_that_sent_kill(lab) -> None:
     out.expect_sigsafe(UNSAFE)
 
 
-@graded(task=3, points=5)
+@graded(task=3, points=4)
 def test_siginfo_shows_sigqueue_and_its_value(lab) -> None:
     out, me, uid, r, sender = _whosent(lab, "queue")
     pid, code, value = int(r.group(2)), r.group(4), r.group(5)
@@ -193,7 +192,7 @@ def test_siginfo_shows_raise_as_si_tkill_from_the_program_itself(lab) -> None:
         f"({me}); got {code} from pid {pid}.")
 
 
-@graded(task=3, points=4)
+@graded(task=3, points=3)
 def test_siginfo_shows_a_timer_signal_comes_from_the_kernel(lab) -> None:
     out, me, uid, r, sender = _whosent(lab, "timer")
     sig, code = r.group(1), r.group(4)
@@ -211,7 +210,7 @@ def _pending_line(p) -> list[str]:
     return [] if names == ["none"] else names
 
 
-@graded(task=4, points=10)
+@graded(task=4, points=6)
 def test_signals_sent_while_blocked_are_reported_pending(lab) -> None:
     p = lab.spawn("pending")
     p.expect(READY)
@@ -228,7 +227,7 @@ def test_signals_sent_while_blocked_are_reported_pending(lab) -> None:
     out.expect_exit(0, "pending should exit 0 at the end of its input.")
 
 
-@graded(task=4, points=10)
+@graded(task=4, points=6)
 def test_unblocking_delivers_each_pending_signal_once(lab) -> None:
     p = lab.spawn("pending")
     p.expect(READY)
@@ -258,23 +257,64 @@ def test_unblocking_delivers_each_pending_signal_once(lab) -> None:
     out.expect_sigsafe(UNSAFE)
 
 
+@graded(task=4, points=6)
+def test_unblock_restores_a_mask_the_program_started_with(lab) -> None:
+    # The grader starts `pending` with SIGUSR2 already blocked, as a parent may (the mask survives exec).
+    p = lab.spawn("pending", blocked=(signal.SIGUSR2,))
+    p.expect(READY)
+    p.kill(signal.SIGUSR2)
+    p.kill(signal.SIGINT)
+    held = _pending_line(p)
+    p.send("unblock\n")
+    m = p.expect(r"^delivered:(.*)$")
+    counts = dict(kv.split("=") for kv in m.group(1).split())
+    after = _pending_line(p)
+    p.close_stdin()
+    out = p.wait()
+    assert held == ["SIGINT", "SIGUSR2"], out.explain(
+        f"SIGUSR2 and SIGINT were sent while blocked; expected `pending: SIGINT SIGUSR2`, got {held or ['none']}.")
+    assert counts.get("SIGINT") == "1" and counts.get("SIGUSR2") == "0" and after == ["SIGUSR2"], out.explain(
+        f"pending was started with SIGUSR2 already blocked by its parent (a mask survives exec). `unblock` must "
+        f"give back exactly the mask the program had before block(), so SIGINT is delivered and SIGUSR2 stays "
+        f"blocked and pending. Got SIGINT={counts.get('SIGINT')} SIGUSR2={counts.get('SIGUSR2')} delivered, "
+        f"then pending: {' '.join(after) or 'none'}. Restore with sigprocmask(SIG_SETMASK, &old, NULL), not "
+        f"SIG_UNBLOCK, which would unblock a signal the caller wanted blocked.")
+    out.expect_exit(0, "pending should exit 0 at the end of its input.")
+
+
 # --- Task 5: a race-free wait ------------------------------------------------------------------
 
 LOST = ("A lost wake-up: the grader sent SIGUSR1 exactly between your test of the flag and the call that waits "
-        "(the harness raceinject does this on the first pause()/sigsuspend()/sigwait*() call, the window a real "
-        "signal can hit at any time). The handler ran before the wait began, so a plain pause() then sleeps "
-        "until a signal that never comes. Block SIGUSR1 with sigprocmask() BEFORE testing the flag, and wait with "
+        "(the harness raceinject sends it just before the first pause()/sigsuspend()/sigwait*() call: the window a "
+        "real signal can hit at any time). Its handler ran then, before the wait began, so the wait sleeps until a "
+        "signal that never comes. Block SIGUSR1 with sigprocmask() BEFORE testing the flag, and wait with "
         "`while (!got) sigsuspend(&old);`: it unblocks and sleeps in one atomic step.")
+NEVER_WAKES = ("waiter waits with SIGUSR1 blocked, so the signal stays pending and the wait never ends. Blocking "
+               "SIGUSR1 before the test of the flag is right; the wait must then unblock it, atomically: "
+               "sigsuspend(&old), with `old` the mask from before SIGUSR1 was blocked (not pause(), and not a "
+               "mask that still holds SIGUSR1).")
 
 
-@graded(task=5, points=15)
+def _why_waiter_hangs(out) -> str:
+    """The right diagnosis of a waiter that never woke, from its state and the harness's log."""
+    st = out.state
+    usr1 = 1 << (signal.SIGUSR1 - 1)
+    fired = re.search(r"raceinject: sent signal \d+ before (\w+)\(\)", out.stderr)
+    if st is not None and st.pending & st.blocked & usr1:
+        return NEVER_WAKES
+    if fired and st is not None and not st.pending & usr1 and st.caught & usr1:
+        return LOST
+    return "waiter never woke up after SIGUSR1 was sent."
+
+
+@graded(task=5, points=12)
 def test_a_sigusr1_between_the_flag_test_and_the_wait_is_not_lost(lab) -> None:
     p = lab.spawn("waiter", preload=["raceinject"],
                   env={"RACEINJECT_SIGNAL": str(int(signal.SIGUSR1)), "RACEINJECT_PROGRAM": "waiter"})
     p.expect(r"waiting for SIGUSR1 \(#1\)")
     out = p.wait(timeout=5)
     if out.timed_out:
-        pytest.fail(out.explain(LOST), pytrace=False)
+        pytest.fail(out.explain(_why_waiter_hangs(out)), pytrace=False)
     out.expect_exit(0, "waiter should wake up after the handler has run and exit 0.")
     assert re.search(r"woken by SIGUSR1 \(#1\), handler runs so far: 1\b", out.stdout), out.explain(
         "Expected `woken by SIGUSR1 (#1), handler runs so far: 1`: main must wait until the handler has run "
@@ -282,12 +322,52 @@ def test_a_sigusr1_between_the_flag_test_and_the_wait_is_not_lost(lab) -> None:
     out.expect_sigsafe(UNSAFE)
 
 
-@graded(task=5, points=10)
+@graded(task=5, points=6)
 def test_each_sigusr1_wakes_the_waiter_once(lab) -> None:
     p = lab.spawn("waiter", "3")
     for i in (1, 2, 3):
         p.expect(rf"waiting for SIGUSR1 \(#{i}\)")
+        _asleep(p, False, f"After `waiting for SIGUSR1 (#{i})` waiter must sleep until SIGUSR1 comes (its handler "
+                          f"sets `got`): it never went to sleep. Wait with `while (!got) sigsuspend(&old);`.")
         p.kill(signal.SIGUSR1)
         p.expect(rf"woken by SIGUSR1 \(#{i}\), handler runs so far: {i}\b")
     out = p.wait()
     out.expect_exit(0, "waiter 3 should exit 0 after being woken three times.")
+
+
+# --- Task 6: the SIGCHLD-versus-fork() race ---------------------------------------------------
+
+def _jobs(lab, count: int, race: bool):
+    env = {"RACEINJECT_AT": "fork", "RACEINJECT_PROGRAM": "jobs"} if race else None
+    out = lab.run("jobs", str(count), preload=["raceinject"] if race else None, env=env, timeout=20)
+    out.expect_exit(0, f"`jobs {count}` should reap its {count} children, print one line per job and exit 0.")
+    done = {int(j): int(s) for j, s in re.findall(r"^job (\d+) \(pid \d+\): done, exit status (-?\d+)$",
+                                                   out.stdout, re.M)}
+    lost = [int(j) for j in re.findall(r"^job (\d+) \(pid \d+\): LOST", out.stdout, re.M)]
+    m = re.search(r"reaped: (\d+), unknown: (\d+)", out.stdout)
+    assert m and len(done) + len(lost) == count, out.explain(
+        "jobs' output is not what the program prints: keep main's printf lines as they are.")
+    return out, done, lost, int(m.group(1)), int(m.group(2))
+
+
+@graded(task=6, points=6)
+def test_the_handler_marks_each_job_done_with_its_status(lab) -> None:
+    out, done, lost, reaped, unknown = _jobs(lab, 3, race=False)
+    assert not lost, out.explain(
+        f"The handler reaped {reaped} children but matched {reaped - unknown} of them to a job: record_exit() "
+        f"must find the job whose pid is the reaped one and mark it done.")
+    assert done == {1: 1, 2: 2, 3: 3}, out.explain(
+        f"Job i exits with status i; the table says {done}: store WEXITSTATUS(status) in the job.")
+    out.expect_sigsafe(UNSAFE)
+
+
+@graded(task=6, points=14)
+def test_a_child_that_exits_before_fork_returns_is_not_lost(lab) -> None:
+    out, done, lost, reaped, unknown = _jobs(lab, 3, race=True)
+    assert not lost, out.explain(
+        f"The grader made each child exit before fork() returned to the parent (the window a fast child can hit "
+        f"any time). Jobs {lost} were lost: SIGCHLD was not blocked, so the handler ran and reaped the child "
+        f"before main had written its pid into the table, and could not match it ({unknown} unknown). Block "
+        f"SIGCHLD with sigprocmask() before fork(), record the child, then restore the old mask (and restore it "
+        f"in the child too).")
+    assert done == {1: 1, 2: 2, 3: 3}, out.explain(f"Job i exits with status i; the table says {done}.")

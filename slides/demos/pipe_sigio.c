@@ -12,12 +12,17 @@
  *                           RLIMIT_SIGPENDING = L: the RT queue overflows,
  *                           and the kernel falls back to one plain SIGIO
  *
+ * The handler counts in C11 lock-free atomics: ISO C lets a handler store
+ * to a volatile sig_atomic_t, but not read it or ++ it; a lock-free atomic
+ * object it may use in every way.
+ *
  * usage: pipe_sigio [--rt] [--limit L] [N]     (N defaults to 10)
  */
 #define _GNU_SOURCE			/* F_SETSIG */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,20 +35,22 @@ static void die(const char *what)
 	exit(EXIT_FAILURE);
 }
 
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free");
+
 /* What the handler saw; main prints it after the deliveries. */
-static volatile sig_atomic_t n_rt, n_io, code_rt, fd_rt, band_rt, code_io;
+static atomic_int n_rt, n_io, code_rt, fd_rt, band_rt, code_io;
 
 static void on_signal(int sig, siginfo_t *si, void *ucontext)
 {
 	(void)ucontext;
 	if (sig == SIGIO) {
-		n_io++;
-		code_io = si->si_code;
+		atomic_fetch_add(&n_io, 1);
+		atomic_store(&code_io, si->si_code);
 	} else {
-		n_rt++;
-		code_rt = si->si_code;
-		fd_rt = si->si_fd;
-		band_rt = (sig_atomic_t)si->si_band;
+		atomic_fetch_add(&n_rt, 1);
+		atomic_store(&code_rt, si->si_code);
+		atomic_store(&fd_rt, si->si_fd);
+		atomic_store(&band_rt, (int)si->si_band);
 	}
 }
 
@@ -118,14 +125,15 @@ int main(int argc, char *argv[])
 	if (sigprocmask(SIG_SETMASK, &old, NULL) == -1)
 		die("sigprocmask");
 
-	printf("SIGRTMIN deliveries: %d", (int)n_rt);
-	if (n_rt)
+	printf("SIGRTMIN deliveries: %d", atomic_load(&n_rt));
+	if (atomic_load(&n_rt))
 		printf(" (si_code %d = POLL_IN %d, si_fd %d, si_band %#x)",
-		       (int)code_rt, POLL_IN, (int)fd_rt, (unsigned)band_rt);
-	printf("\nSIGIO deliveries:    %d", (int)n_io);
-	if (n_io)
-		printf(" (si_code %d%s)", (int)code_io,
-		       code_io == SI_KERNEL ? " = SI_KERNEL" : "");
+		       atomic_load(&code_rt), POLL_IN, atomic_load(&fd_rt),
+		       (unsigned)atomic_load(&band_rt));
+	printf("\nSIGIO deliveries:    %d", atomic_load(&n_io));
+	if (atomic_load(&n_io))
+		printf(" (si_code %d%s)", atomic_load(&code_io),
+		       atomic_load(&code_io) == SI_KERNEL ? " = SI_KERNEL" : "");
 	printf("\n");
 	return EXIT_SUCCESS;
 }

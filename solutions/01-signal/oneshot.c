@@ -7,8 +7,9 @@
  * (SA_NODEFER), and interrupted system calls are not restarted.  So the
  * FIRST SIGUSR1 runs the handler and the SECOND one kills the process.
  * Because this file defines _POSIX_C_SOURCE, _DEFAULT_SOURCE is off even
- * with -std=gnu11, so the same happens there; only -D_DEFAULT_SOURCE gives
- * the BSD meaning back.  Code whose behaviour depends on a compiler flag or
+ * with the GNU dialects (gcc 12's default, -std=gnu17, or -std=gnu11), so
+ * the same happens there; only -D_DEFAULT_SOURCE gives the BSD meaning
+ * back.  Code whose behaviour depends on a compiler flag or
  * a #define is a trap: install the handler with sigaction(2), whose meaning
  * is fixed by POSIX.
  *

@@ -17,7 +17,9 @@
 
    The order of the setup matters: the handler is installed before O_ASYNC
    is turned on (SIGIO's default action kills the process), and the owner
-   is set before too (without one, nobody gets the signal).
+   is set before too (without one, nobody gets the signal).  O_ASYNC is
+   turned on with fcntl(F_SETFL), never given to open(): open() would set
+   the flag without registering the file, and no fcntl() could repair that.
 
    Usage: buttonwatch [DEVICE]          (default /dev/button)
 */

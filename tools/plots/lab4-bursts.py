@@ -61,7 +61,7 @@ def main() -> int:
     accel = "KVM" if machine.kvm_usable() else "TCG"
     with tempfile.TemporaryDirectory(prefix="plot-") as tmp:
         work = Path(tmp)
-        files = kmod.build_board(work / "board")
+        files = kmod.build_board()
         ref = kmod.build_as(REPO / "grader" / "reference" / "03-fasync-button", work / "ref", REF)
         reader = work / "reader"
         subprocess.run(["gcc", "-O1", "-Wall", "-Wextra", "-Werror", "-o", str(reader),
