@@ -25,7 +25,10 @@
  *	poll(2)		POLLIN while the ring has a record
  *	fcntl O_ASYNC	SIGIO (or the F_SETSIG signal) at every event
  *
- * Load the board first:  insmod wb_board.ko; insmod button_driver.ko
+ * Load it and the board in either order (insmod wb_board.ko; insmod
+ * button_driver.ko): it uses no symbol of the board's module, and the driver
+ * core calls probe once both the wb-button device and this driver are
+ * there.  Unload it before the board, which is busy while we hold its line.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -221,7 +224,12 @@ static __poll_t button_poll(struct file *file, poll_table *wait)
 	return button_has_events(r) ? EPOLLIN | EPOLLRDNORM : 0;
 }
 
-/* fcntl(F_SETFL) changed O_ASYNC: put the file on the list or take it off. */
+/*
+ * fcntl(F_SETFL) asked for O_ASYNC on or off, and the file's flag differs:
+ * put the file on the list or take it off.  fasync_helper() also sets or
+ * clears the file's FASYNC flag (F_SETFL never changes it itself), under
+ * file->f_lock and the kernel's one fasync_lock.
+ */
 static int button_fasync(int fd, struct file *file, int on)
 {
 	struct button_reader *r = file->private_data;
