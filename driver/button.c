@@ -53,7 +53,8 @@ usage(FILE *fp, int status)
 "\n"
 "Press the buttons of the simulated board.  LINE defaults to 0, the\n"
 "button (active low: pressing pulls the line low, a falling edge;\n"
-"releasing lets it rise).\n"
+"releasing lets it rise).  Lines 1 to 3 are the switches SW1..SW3,\n"
+"wired the same way, each the device of its own driver (wb-switch.N).\n"
 "\n"
 "  press [LINE]                 press and keep pressed (one falling edge)\n"
 "  release [LINE]               release (one rising edge)\n"
@@ -69,6 +70,10 @@ usage(FILE *fp, int status)
 "  wait [LINE]                  wait until LINE's job (burst...) is done\n"
 "  stop [LINE]                  stop LINE's job\n"
 "  reset [LINE]                 zero LINE's counters\n"
+"  unplug [LINE]                take LINE's device away, as if unplugged:\n"
+"                               its driver's remove() runs, open files\n"
+"                               or not (line 0: wb-button; 1-3: wb-switch.N)\n"
+"  plug [LINE]                  bring it back: the driver probes it again\n"
 "  stats [LINE]                 a table of every line, or all of LINE's\n"
 "                               counters\n"
 "\n"
@@ -105,7 +110,7 @@ usageError(const char *format, ...)
 "       button [-n] [-d DIR] click [HOLD_US [LINE]]\n"
 "       button [-n] [-d DIR] burst N INTERVAL_US [LINE]\n"
 "       button [-d DIR] bounce K [GAP_US [LINE]]\n"
-"       button [-d DIR] wait|stop|reset|stats [LINE]\n"
+"       button [-d DIR] wait|stop|reset|stats|unplug|plug [LINE]\n"
 "Try 'button --help' for more information.\n");
     exit(2);
 }
@@ -156,6 +161,9 @@ sendCommand(unsigned long line, const char *cmd, int nowait)
     if (n == -1) {
         int err = errno;
 
+        if (err == EEXIST || (err == ENODEV && strcmp(cmd, "unplug") == 0))
+            errExit(err, "line %lu: its device is already %s", line,
+                    err == EEXIST ? "plugged in" : "unplugged");
         if (err == EBUSY)
             errExit(err, "line %lu: a job is running "
                     "('button wait %lu' or 'button stop %lu')",
@@ -314,7 +322,8 @@ main(int argc, char *argv[])
 
     } else if (strcmp(cmd, "press") == 0 || strcmp(cmd, "release") == 0 ||
                strcmp(cmd, "wait") == 0 || strcmp(cmd, "stop") == 0 ||
-               strcmp(cmd, "reset") == 0) {
+               strcmp(cmd, "reset") == 0 || strcmp(cmd, "unplug") == 0 ||
+               strcmp(cmd, "plug") == 0) {
         if (nargs > 1)
             usageError("wrong number of arguments for '%s'", cmd);
         if (nargs == 1)

@@ -59,6 +59,8 @@
 #define WB_CHIP_LABEL		"wb-gpio"
 #define WB_BUTTON_DEV		"wb-button"
 #define WB_BUTTON_CON_ID	"button"
+#define WB_SWITCH_DEV		"wb-switch"	/* wb-switch.1 .. wb-switch.3 */
+#define WB_SWITCH_CON_ID	"switch"
 #define WB_DEBUGFS_DIR		"wb-board"
 
 #define WB_DEFAULT_HOLD_US	1000
@@ -147,6 +149,7 @@ struct wb_line {
 struct wb_board {
 	struct gpio_chip gc;
 	struct wb_line lines[WB_NLINES];
+	struct mutex plug_lock;	/* the consumer devices: plugging in and out */
 	struct irq_work replay;	/* sends latched edges in hard-IRQ context */
 	struct dentry *dir;
 	bool dying;
@@ -572,10 +575,15 @@ static int wb_parse_time(unsigned int us, unsigned int min, u64 *ns)
  *	bounce K [GAP_US]	later actions that change the level add 2K
  *				edges, GAP_US apart (default 100)
  *	wait, stop, reset	wait for / stop the job, zero the counters
+ *	unplug, plug		take the line's device (wb-button, wb-switch.N)
+ *				away, as a hot-unplug: its driver's remove()
+ *				runs, even with files open; and bring it back
  * press, release, click and burst return when the job's last edge has
  * been sent into the IRQ layer (its hard handler has run), at once with
  * O_NONBLOCK; -EBUSY while another job runs on the line.
  */
+static int wb_plug(unsigned int offset, bool in);
+
 static ssize_t wb_ctl_write(struct file *file, const char __user *ubuf,
 			    size_t count, loff_t *ppos)
 {
@@ -626,6 +634,11 @@ static ssize_t wb_ctl_write(struct file *file, const char __user *ubuf,
 	} else if (!strcmp(cmd, "stop") && n == 1) {
 		wb_line_stop(line, 0);
 		return count;
+	} else if ((!strcmp(cmd, "plug") || !strcmp(cmd, "unplug")) && n == 1) {
+		mutex_lock(&line->board->plug_lock);
+		ret = wb_plug(line->offset, cmd[0] == 'p');
+		mutex_unlock(&line->board->plug_lock);
+		return ret ? ret : count;
 	} else if (!strcmp(cmd, "reset") && n == 1) {
 		raw_spin_lock_irq(&line->lock);
 		memset(&line->stats, 0, sizeof(line->stats));
@@ -752,6 +765,7 @@ static int wb_gpio_probe(struct platform_device *pdev)
 		line->bounce_gap_us = WB_DEFAULT_GAP_US;
 	}
 	board->replay = IRQ_WORK_INIT_HARD(wb_replay);
+	mutex_init(&board->plug_lock);
 
 	gc = &board->gc;
 	gc->label = WB_CHIP_LABEL;
@@ -800,6 +814,7 @@ static int wb_gpio_remove(struct platform_device *pdev)
 	gpiochip_remove(&board->gc);
 	for (i = 0; i < WB_NLINES; i++)
 		mutex_destroy(&board->lines[i].ctl_lock);
+	mutex_destroy(&board->plug_lock);
 	return 0;
 }
 
@@ -816,21 +831,67 @@ static struct platform_driver wb_gpio_driver = {
 /* ---------------------------------------------------------------------- */
 /* The board file                                                         */
 
-/* The button: line 0, pulled up, pressed to ground, so active low. */
-static struct gpiod_lookup_table wb_button_lookup = {
-	.dev_id = WB_BUTTON_DEV,
-	.table = {
-		GPIO_LOOKUP(WB_CHIP_LABEL, 0, WB_BUTTON_CON_ID,
-			    GPIO_ACTIVE_LOW),
-		{ }
-	},
+/*
+ * The consumers.  The button: line 0, pulled up, pressed to ground, so
+ * active low.  The switches: lines 1 to 3, each its own device
+ * (wb-switch.1 .. wb-switch.3), wired the same way, with the name "switch".
+ */
+#define WB_LOOKUP(name, dev, line, con)					\
+static struct gpiod_lookup_table name = {				\
+	.dev_id = dev,							\
+	.table = {							\
+		GPIO_LOOKUP(WB_CHIP_LABEL, line, con, GPIO_ACTIVE_LOW),	\
+		{ }							\
+	},								\
+}
+
+WB_LOOKUP(wb_button_lookup, WB_BUTTON_DEV, 0, WB_BUTTON_CON_ID);
+WB_LOOKUP(wb_sw1_lookup, WB_SWITCH_DEV ".1", 1, WB_SWITCH_CON_ID);
+WB_LOOKUP(wb_sw2_lookup, WB_SWITCH_DEV ".2", 2, WB_SWITCH_CON_ID);
+WB_LOOKUP(wb_sw3_lookup, WB_SWITCH_DEV ".3", 3, WB_SWITCH_CON_ID);
+
+static struct gpiod_lookup_table *const wb_lookups[WB_NLINES] = {
+	&wb_button_lookup, &wb_sw1_lookup, &wb_sw2_lookup, &wb_sw3_lookup,
 };
 
 static struct platform_device *wb_gpio_pdev;
-static struct platform_device *wb_button_pdev;
+static struct platform_device *wb_consumers[WB_NLINES];	/* under plug_lock */
+
+/*
+ * Plug the consumer device of a line in, or pull it out.  Pulling it out
+ * unregisters the platform device: the driver bound to it gets remove()
+ * at once, whether or not its files are still open, as with a USB device
+ * pulled from its socket.  Caller holds the board's plug_lock (or is the
+ * module's init or exit).
+ */
+static int wb_plug(unsigned int offset, bool in)
+{
+	struct platform_device *pdev;
+
+	if (in) {
+		if (wb_consumers[offset])
+			return -EEXIST;
+		pdev = offset ?
+			platform_device_register_simple(WB_SWITCH_DEV, offset,
+							NULL, 0) :
+			platform_device_register_simple(WB_BUTTON_DEV,
+							PLATFORM_DEVID_NONE,
+							NULL, 0);
+		if (IS_ERR(pdev))
+			return PTR_ERR(pdev);
+		wb_consumers[offset] = pdev;
+		return 0;
+	}
+	if (!wb_consumers[offset])
+		return -ENODEV;
+	platform_device_unregister(wb_consumers[offset]);
+	wb_consumers[offset] = NULL;
+	return 0;
+}
 
 static int __init wb_board_init(void)
 {
+	unsigned int i;
 	int ret;
 
 	ret = platform_driver_register(&wb_gpio_driver);
@@ -849,18 +910,20 @@ static int __init wb_board_init(void)
 		goto err_gpio_dev;
 	}
 
-	gpiod_add_lookup_table(&wb_button_lookup);
-	wb_button_pdev = platform_device_register_simple(WB_BUTTON_DEV,
-							 PLATFORM_DEVID_NONE,
-							 NULL, 0);
-	if (IS_ERR(wb_button_pdev)) {
-		ret = PTR_ERR(wb_button_pdev);
-		goto err_lookup;
+	for (i = 0; i < WB_NLINES; i++)
+		gpiod_add_lookup_table(wb_lookups[i]);
+	for (i = 0; i < WB_NLINES; i++) {
+		ret = wb_plug(i, true);
+		if (ret)
+			goto err_consumers;
 	}
 	return 0;
 
-err_lookup:
-	gpiod_remove_lookup_table(&wb_button_lookup);
+err_consumers:
+	while (i--)
+		wb_plug(i, false);
+	for (i = 0; i < WB_NLINES; i++)
+		gpiod_remove_lookup_table(wb_lookups[i]);
 err_gpio_dev:
 	platform_device_unregister(wb_gpio_pdev);
 err_driver:
@@ -871,8 +934,13 @@ module_init(wb_board_init);
 
 static void __exit wb_board_exit(void)
 {
-	platform_device_unregister(wb_button_pdev);
-	gpiod_remove_lookup_table(&wb_button_lookup);
+	unsigned int i;
+
+	for (i = 0; i < WB_NLINES; i++) {
+		if (wb_consumers[i])
+			wb_plug(i, false);
+		gpiod_remove_lookup_table(wb_lookups[i]);
+	}
 	platform_device_unregister(wb_gpio_pdev);
 	platform_driver_unregister(&wb_gpio_driver);
 }

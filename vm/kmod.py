@@ -58,6 +58,7 @@ class ModuleBuild:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     timed_out: bool = False
+    cached: bool = False  # the result of an earlier build of the very same sources
 
     def summary(self, lines: int = 12) -> str:
         """What a student needs to see: the first errors (or the log's tail)."""
@@ -104,8 +105,7 @@ def build_module(src: Path, out: Path, *, w1: bool = False, extra_cflags: str = 
     k = kdir()
     key = ""
     if cache and (src / "Kbuild").is_file():
-        srcs = [f for pat in SOURCES for f in src.glob(pat) if f.is_file() and not f.is_symlink()]
-        key = content_key(srcs, f"w1={w1}", extra_cflags)
+        key = _module_key(src, w1, extra_cflags)
         hit = _cached_build(key, out)
         if hit is not None:
             return _expect_module(hit, module)
@@ -128,6 +128,16 @@ def _expect_module(build: ModuleBuild, module: str | None) -> ModuleBuild:
     return build
 
 
+def _module_key(src: Path, w1: bool, extra_cflags: str) -> str:
+    srcs = [f for pat in SOURCES for f in src.glob(pat) if f.is_file() and not f.is_symlink()]
+    return content_key(srcs, f"w1={w1}", extra_cflags)
+
+
+def is_cached(src: Path, w1: bool = False, extra_cflags: str = "") -> bool:
+    """Whether build_module(..., cache=True) would reuse an earlier build of these sources."""
+    return (src / "Kbuild").is_file() and (MODULE_CACHE / _module_key(src, w1, extra_cflags) / "build.json").is_file()
+
+
 def _cached_build(key: str, out: Path) -> ModuleBuild | None:
     d = MODULE_CACHE / key
     try:
@@ -140,7 +150,7 @@ def _cached_build(key: str, out: Path) -> ModuleBuild | None:
         shutil.copyfile(d / f"{name}.ko", out / f"{name}.ko")
         kos[name] = out / f"{name}.ko"
     os.utime(d)  # recently used
-    return ModuleBuild(meta["ok"], meta["log"], kos, meta["warnings"], meta["errors"])
+    return ModuleBuild(meta["ok"], meta["log"], kos, meta["warnings"], meta["errors"], cached=True)
 
 
 def _keep_build(key: str, b: ModuleBuild) -> None:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 if not __package__:
@@ -41,25 +43,100 @@ def lab_folder(root: Path, number: int) -> Path | None:
     return found[0] if found else None
 
 
+PROGRAM_FLAGS = ["-static", "-O1", "-g", "-Wall", "-Wextra"]
+
+
 def build_lab(folder: Path, out: Path) -> dict[str, Path]:
+    """The lab's module and programs; what did not change since the last build is taken from the cache
+    (vm/cache/build: the module per digest of its sources, as the grader builds it; each program per
+    digest of the folder's sources), so a second `make vm` builds nothing."""
     files: dict[str, Path] = {}
     if (folder / "Kbuild").is_file():
+        if kmod.is_cached(folder, w1=True):
+            say(f"{folder.name}: the module is unchanged: not built again")
+        else:
+            say(f"{folder.name}: building the module with kbuild (W=1) ...")
         b = kmod.build_module(folder, out / "module", w1=True, cache=True)  # as the grader builds it
         if b.ok:
             files.update({f"{name}.ko": p for name, p in b.kos.items()})
         else:
             say(f"{folder.name}: the module does not build:\n{b.summary()}")
+    headers = sorted(folder.glob("*.h"))
     for src in sorted(folder.glob("*.c")):
         if not HAS_MAIN.search(src.read_text(errors="replace")):
             continue
-        exe = out / src.stem
-        res = subprocess.run(["gcc", "-static", "-O1", "-g", "-Wall", "-Wextra", f"-I{folder}", "-o", str(exe),
-                              str(src)], capture_output=True, text=True)
+        cached = fetch.CACHE / "build" / "programs" / kmod.content_key([src, *headers], *PROGRAM_FLAGS) / src.stem
+        if cached.is_file():
+            files[src.stem] = cached
+            continue
+        say(f"{folder.name}: building {src.name} ...")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{src.stem}.{os.getpid()}")
+        res = subprocess.run(["gcc", *PROGRAM_FLAGS, f"-I{folder}", "-o", str(tmp), str(src)],
+                             capture_output=True, text=True)
         if res.returncode == 0:
-            files[src.stem] = exe
+            os.replace(tmp, cached)
+            files[src.stem] = cached
         else:
             say(f"{folder.name}/{src.name} does not compile:\n{res.stderr[-1500:]}")
+    if files:
+        say(f"{folder.name}: {', '.join(sorted(files))} ready (unchanged sources are not built again)")
     return files
+
+
+PROMPT = b"vm:/lab# "
+
+
+def feed_at_prompt(proc: subprocess.Popen) -> None:
+    """Copy the VM's console to our stdout, and our stdin to the VM from its shell's first prompt on.
+
+    Typed ahead while the VM boots, the first characters would be lost (the kernel's console is
+    not listening yet, or the shell's line editor takes them as the answer to its terminal query),
+    so commands from a pipe wait for the first prompt; after it, they go through as they come."""
+    assert proc.stdout is not None and proc.stdin is not None
+    prompted = threading.Event()
+
+    def forward() -> None:
+        held, eof = b"", False
+        while True:
+            if not eof and select.select([sys.stdin], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(sys.stdin.fileno(), 4096)
+                except OSError:
+                    chunk = b""
+                eof = not chunk
+                held += chunk
+            elif eof:
+                prompted.wait()
+            if not prompted.is_set():
+                continue
+            try:
+                if held:
+                    proc.stdin.write(held)
+                    proc.stdin.flush()
+                    held = b""
+                if eof:
+                    proc.stdin.close()
+                    return
+            except OSError:
+                return
+
+    def wake_forwarder() -> None:
+        prompted.set()
+
+    threading.Thread(target=forward, daemon=True).start()
+    seen = b""
+    out = sys.stdout.buffer
+    while True:
+        chunk = proc.stdout.read1(4096)
+        if not chunk:
+            break
+        out.write(chunk)
+        out.flush()
+        if not prompted.is_set():
+            seen = (seen + chunk)[-len(PROMPT) - 64:]
+            if PROMPT in seen:
+                wake_forwarder()
 
 
 def main() -> int:
@@ -109,8 +186,13 @@ def main() -> int:
         argv = machine.qemu_command(qemu, cache / "vmlinux", f"/dev/fd/{initrd}", cmdline,
                                     ["-serial", "mon:stdio"], args.memory)
         say("booting (Ctrl-A X quits at any time) ...")
+        piped = not sys.stdin.isatty()
         try:
-            proc = machine.start_qemu(argv, (initrd,))
+            if piped:  # commands from a pipe or a file: typed at the prompt, as a user would
+                proc = machine.start_qemu(argv, (initrd,), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                threading.Thread(target=feed_at_prompt, args=(proc,), daemon=True).start()
+            else:
+                proc = machine.start_qemu(argv, (initrd,))
         except machine.VMError as e:
             say(str(e))
             return 1

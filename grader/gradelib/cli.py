@@ -168,7 +168,8 @@ class Summary:
 
     @property
     def full_marks(self) -> bool:
-        return self.max_score > 0 and self.score == self.max_score and all(
+        """Every selected test passed (all the points; or, when only prerequisites were selected, all of them)."""
+        return bool(self.results) and self.score == self.max_score and all(
             r["outcome"] == "passed" for r in self.results)
 
 
@@ -276,18 +277,24 @@ class Rerun:
 
 
 def _kernel_trouble(rs: list[dict]) -> list[str]:
-    """What the kernel printed, once per lab: the test it happened in, and the lines that say where."""
-    out: list[str] = []
+    """What the kernel printed, once per lab and kind: the tests it happened in, and the lines that say
+    where (the kernel's own frames and user-space addresses left out)."""
+    seen: dict[tuple[str, ...], list[str]] = {}
     for x in rs:
         msg = x["message"]
         if x["outcome"] == "passed" or not KERNEL_TROUBLE.match(msg):
             continue
         lines = msg.splitlines()
         where = [ln.strip().lstrip("| ").strip() for ln in lines[1:]
-                 if re.search(r"RIP:|BUG:|WARNING:|Oops|\[[A-Za-z0-9_]+\]|panic", ln)
+                 if re.search(r"RIP: 0010|BUG:|WARNING:|Oops|\[[A-Za-z0-9_]+\]|panic", ln)
                  and not re.search(r"\[(wb_board)\]", ln)]
-        out.append(f"  ! {_first_line(msg).rstrip(':;')} ({x['name']}):")
-        out.extend(f"  !     {ln}" for ln in (where or [ln.strip() for ln in lines[1:4]])[:6])
+        key = (_first_line(msg).rstrip(":;"), *(where or [ln.strip() for ln in lines[1:4]])[:6])
+        seen.setdefault(key, []).append(x["name"])
+    out: list[str] = []
+    for (head, *where), tests in seen.items():
+        named = ", ".join(tests[:3]) + (f" and {len(tests) - 3} more" if len(tests) > 3 else "")
+        out.append(f"  ! {head} ({named}):")
+        out.extend(f"  !     {ln}" for ln in where)
     return out
 
 
@@ -402,6 +409,12 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.rename(path)
 
 
+def _shown_path(p: Path) -> str:
+    """A path as the user would type it: relative to here when it is below here."""
+    p = p.resolve()
+    return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+
+
 def main(argv: list[str] | None = None) -> int:
     on_stop_signals()
     ap = argparse.ArgumentParser(prog="grader/grade", description="Grade the workbook's labs.")
@@ -442,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         how = Rerun(make=os.environ.get("GRADE_VIA") == "make",
                     submission="" if sub == (REPO / "labs").resolve() else a.path,
-                    report=os.path.relpath(out / "report.txt") if out.is_absolute() else str(out / "report.txt"))
+                    report=_shown_path(out / "report.txt"))
         s = run_grading(sub, a.lab, a.repeat, junit.resolve(), progress, time_scale=a.time_scale, task=a.task,
                         select=a.select, how=how)
     except GradeError as e:

@@ -178,8 +178,9 @@ class GuestProc:
             pass
         return "\n".join(parts)
 
-    def expect(self, pattern: str, timeout: float = 5.0, msg: str = "") -> str:
-        """Wait for a line matching the (extended) regular expression after the last match; return it."""
+    def expect(self, pattern: str, timeout: float = 5.0, msg: str = "", fail: bool = True) -> str:
+        """Wait for a line matching the (extended) regular expression after the last match; return it
+        (with fail=False: "" when none came, and the test goes on)."""
         timeout *= scale()
         pat = shlex.quote(pattern)
         # Polls the file in the guest until a match, or until the program ended
@@ -196,6 +197,8 @@ class GuestProc:
             no, _, text = r.stdout.strip().partition(":")
             self.line += int(no)
             return text
+        if not fail:
+            return ""
         reason = "it ended" if r.status == 3 else f"nothing matched within {timeout:g} s"
         head = msg + "\n  " if msg else ""
         self.vm.fail(self.explain(f"{head}Expected `{self.what}` to print a line matching /{pattern}/, but {reason}."))
@@ -229,6 +232,23 @@ class GuestProc:
     def kill(self) -> None:
         self.vm.m.run(f"kill -KILL $(cat {self.base}.pid) 2>/dev/null; true", timeout=10)
 
+    def open_files(self) -> dict[str, int]:
+        """{path: open flags} of the program's descriptors (its /proc fd and fdinfo), as root sees them."""
+        r = self.vm.run(f"p=$(cat {self.base}.pid); for f in /proc/$p/fd/*; do "
+                        f"echo \"$(readlink $f) $(grep ^flags: /proc/$p/fdinfo/${{f##*/}} | tr -dc 0-7)\"; done",
+                        timeout=10, what=f"reading the open files of `{self.what}`")
+        files = {}
+        for line in r.stdout.splitlines():
+            path, _, flags = line.rpartition(" ")
+            if path and flags.isdigit():
+                files[path] = int(flags, 8)
+        return files
+
+    def caught(self) -> int:
+        """The mask of signals the program has a handler for (SigCgt in /proc/PID/status)."""
+        st = self.state()
+        return st.caught if st else 0
+
 
 class VmLab:
     """One lab in one VM: what the tests use."""
@@ -250,6 +270,7 @@ class VmLab:
         self.review: list[str] = []  # the module's imports for the instructor to look at
         self.hint = ""  # what the test is doing, for a message if the VM stops or a command hangs
         self.restarts = 0
+        self.reload_failed = ""  # why the module could not be reloaded after the last test
         self.troubles: list[str] = []  # every Oops, WARNING and taint of the lab, over all its boots: "test: what"
         self.restart_why = ""  # set: the next test boots a fresh VM first
         self._files: dict[str, Path] = {}
@@ -562,6 +583,8 @@ class VmLab:
                       "that is never released; the grader interrupted it with an NMI, and RIP is where it was, "
                       f"the Call Trace how it got there):\n{_indent(self._ex(oops, 24))}")
         hint = f"\n  While {self.hint}." if self.hint else ""
+        hint += known_cause(oops or "")
+        self.troubles.append(f"{self.test_name}: the VM stopped" + (f": {self._ex(oops, 3)}" if oops else ""))
         self._restart_later(f"the VM stopped in an earlier test ({self.test_name}){detail}")
         pytest.fail(f"the VM stopped during this test{detail}{hint}", pytrace=False)
 
@@ -584,7 +607,8 @@ class VmLab:
                         pytrace=False)
         self._restart_later(f"the kernel oopsed in an earlier test ({self.test_name}); excerpt:\n"
                             f"{_indent(self._ex(oops))}")
-        pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(self._ex(oops))}", pytrace=False)
+        pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(self._ex(oops))}{known_cause(oops)}",
+                    pytrace=False)
 
     # --- the lab's pieces -----------------------------------------------------------
     def module_loaded(self, quiet: bool = False) -> bool:
@@ -620,6 +644,7 @@ class VmLab:
         ko = f"{GUEST_LAB}/{self.spec.module}.ko {params}".rstrip()
         r = self.m.run(f"rmmod {self.spec.module} && insmod {ko}{self._udev()}", timeout=30)
         self._scan()
+        self.reload_failed = "" if r.ok else f"`rmmod {self.spec.module}`: {(r.stderr or r.stdout).strip()[:160]}"
         if not r.ok:
             self._driver = None
         if not r.ok and after_failure:
@@ -727,6 +752,25 @@ class VmLab:
 
 
 _REGISTERS = re.compile(r"^(Code:|RSP:|RAX:|RDX:|RBP:|R\d+:|FS:|CS:|CR2:|DR\d|PKRU|PGD |#PF:|Hardware name:)")
+
+
+# Kernel BUGs whose cause is always the same mistake of a driver: (what the Oops shows, what to fix).
+KNOWN_CAUSES = [
+    (re.compile(r"kernel BUG at fs/fcntl\.c.*|send_sigio_to_task", re.S),
+     "kill_fasync()'s last argument (the band) must be a POLL_* code such as POLL_IN (1 to 6): a poll(2) bit "
+     "such as POLLRDNORM (0x40) hits the BUG_ON() in send_sigio_to_task() as soon as an owner uses F_SETSIG."),
+    (re.compile(r"list_(add|del) corruption"),
+     "a list was corrupted: a node added twice, or removed twice (release() after remove()?), or freed while "
+     "still on a list; add and remove under the same lock the interrupt handler takes."),
+    (re.compile(r"BUG: scheduling while atomic|BUG: sleeping function called from invalid context"),
+     "something slept while holding a spinlock or in the interrupt handler: no kmalloc(GFP_KERNEL), mutex or "
+     "copy_to_user() there."),
+]
+
+
+def known_cause(oops: str) -> str:
+    """A hint for a BUG whose cause is known, to add after the excerpt ("" if none)."""
+    return next((f"\n  This BUG usually means: {why}" for rx, why in KNOWN_CAUSES if rx.search(oops)), "")
 
 
 # frames of the kernel's own NMI and panic handling, not of the code that was stuck

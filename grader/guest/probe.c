@@ -269,7 +269,7 @@ static int mode_sigio(int argc, char *argv[])
         out("setfl-error %s\n", strerror(errno));
         return 2;
     }
-    out("registered fd %d\n", fd);
+    out("registered fd %d fasync %d\n", fd, (fcntl(fd, F_GETFL) & O_ASYNC) != 0);
 
     if (sigtimedwait(&set, &si, &ts) == -1) {
         out("no-signal\n");

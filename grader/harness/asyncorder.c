@@ -48,17 +48,33 @@ static fcntl_fn real_fcntl(void)
 	return f;
 }
 
+#define MAX_FDS 1024
+
+static int reported_setfl;
+static char turned_on[MAX_FDS];	/* O_ASYNC turned on by an F_SETFL seen here */
+
 static void check(int fd, long newflags)
 {
 	fcntl_fn f = real_fcntl();
 	int old = f(fd, F_GETFL), sig;
 	struct sigaction sa;
 
-	if (old == -1 || (old & O_ASYNC) || !(newflags & O_ASYNC))
+	if (old == -1 || !(newflags & O_ASYNC))
 		return;
+	if (old & O_ASYNC) {
+		/* Already on, and not by an F_SETFL seen here: open() set it. */
+		if (!reported_setfl && !(fd >= 0 && fd < MAX_FDS && turned_on[fd])) {
+			reported_setfl = 1;
+			say("F_SETFL with O_ASYNC changed nothing: the flag was already set (by open() with O_ASYNC?), "
+			    "so the driver's .fasync was not called");
+		}
+		return;
+	}
 	say("O_ASYNC turned on");
+	if (fd >= 0 && fd < MAX_FDS)
+		turned_on[fd] = 1;
 	if (f(fd, F_GETOWN) == 0)
-		say("O_ASYNC was turned on before F_SETOWN: the file had no owner");
+		say("O_ASYNC was turned on while the file had no owner (F_SETOWN must come first)");
 	sig = f(fd, F_GETSIG);
 	if (sig == 0)
 		sig = SIGIO;

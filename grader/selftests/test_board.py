@@ -345,3 +345,23 @@ def test_button_stats_shows_a_row_per_line(board: Machine) -> None:
     assert len(out) == 1 + 4
     row = dict(zip(head, out[1].split()))
     assert (row["line"], row["trigger"], row["edges"], row["delivered"]) == ("0", "falling", "2", "1"), row
+
+
+# -- the switches, and a device taken away while it is in use
+
+def test_the_switches_are_devices_of_their_own(board: Machine) -> None:
+    devs = board.check("ls /sys/bus/platform/devices").split()
+    assert {"wb-button", "wb-switch.1", "wb-switch.2", "wb-switch.3"} <= set(devs), devs
+
+
+def test_unplug_runs_the_drivers_remove_and_plug_probes_it_again(board: Machine) -> None:
+    assert board.run(f"test -d {TEST}").ok, "wb_test should be bound to wb-button"
+    board.check(f"{BUTTON} unplug")
+    assert not board.run("test -e /sys/bus/platform/devices/wb-button").ok, "the device should be gone"
+    assert not board.run(f"test -d {TEST}").ok, "wb_test's remove() should have run (its debugfs folder goes)"
+    again = board.run(f"{BUTTON} unplug")
+    assert again.status == 1 and "already unplugged" in again.stderr, again
+    board.check(f"{BUTTON} plug")
+    assert board.run(f"test -d {TEST}").ok, "plugging the device back in should probe wb_test again"
+    assert "already plugged in" in board.run(f"{BUTTON} plug").stderr
+    assert board.oops() is None, board.oops()

@@ -8,6 +8,7 @@ Host cases: grader/hostile/host/NAME.c replaces every program of a copy of the
 lab's starter (so the corpus does not depend on program names).  Prepared
 cases: grader/hostile/NAME/EXPECT.json:
     {"lab": N, "score": S, "report_contains": ["..."],   (or "full_marks": true, or "below_full": true)
+     "passes": [test names that must pass], "fails": [...], "table_contains": [words on the console],
      "from": "solutions",                       (optional: start from a copy of that folder's lab)
      "edits": [{"file": F, "find": A, "replace": B, "why": "..."}]}   (each A must occur exactly once)
 and any lab folders beside it are the submission as they are.  Edits keep a
@@ -169,5 +170,12 @@ def test_prepared_hostile_submission(case: str, tmp_path: Path) -> None:
         assert s.full_marks, f"{case}: scored {s.score}/{s.max_score}, expected full marks:\n{report}"
     if expect.get("below_full"):
         assert s.score < s.max_score, f"{case}: scored {s.score}/{s.max_score}, expected less than full marks"
+    outcome = {r["name"]: r["outcome"] for r in s.results}
+    for name in expect.get("passes", []):  # another task's bug must not fail these
+        assert outcome.get(name) == "passed", f"{case}: {name} should pass:\n{report[:3000]}"
+    for name in expect.get("fails", []):
+        assert outcome.get(name) == "failed", f"{case}: {name} should fail"
+    for words in expect.get("table_contains", []):  # what the student sees on the console
+        assert words in s.text, f"{case}: the console table should show {words!r}:\n{s.text}"
     for words in expect.get("report_contains", []):
         assert words in report, f"{case}: the report should mention {words!r}:\n{report[:3000]}"

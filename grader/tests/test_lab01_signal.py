@@ -199,7 +199,8 @@ def test_a_child_restores_sig_dfl_before_exec(lab) -> None:
         "The parent does not ignore SIGUSR1 yet, so there is nothing to restore: do the parent's part first.")
     got = _dispositions(text, "child after reset and exec")
     assert got == ("default", "default"), out.explain(
-        "The second child should set SIGUSR1 back to SIG_DFL before exec, so the program it runs starts with "
+        "The third child (the one that resets, then execs) should set SIGUSR1 back to SIG_DFL before exec, so the "
+        "program it runs starts with "
         "the default action (`child after reset and exec: SIGUSR1=default SIGUSR2=default`).")
 
 
