@@ -57,7 +57,8 @@
 #define STATE_DIR "/run/sigtrace"
 #define START_FILE STATE_DIR "/start"   /* time and counts at `start` */
 #define STOP_FILE STATE_DIR "/stop"     /* ... and at `stop` */
-#define BUFFER_KB "4096"                /* trace buffer per CPU */
+#define BUFFER_KB "2048"                /* trace buffer per CPU */
+#define KEEP_EVENTS 4000                /* more at `start`: the buffer is emptied */
 
 #define GEN TRACEFS "/events/signal/signal_generate"
 #define DELIVER TRACEFS "/events/signal/signal_deliver"
@@ -231,8 +232,10 @@ takesMissed(void)
 
 static long long parseTs(const char *line, const char *at);
 
-/* Over all CPUs: the sum of the ring buffer's "overrun" counts, and the
-   time of the oldest event it still holds (ns). */
+/* Over all CPUs: the sum of the ring buffer's "overrun" counts, the time
+   of the oldest event it still holds (ns), and how many it holds. */
+static long bufferEntries;
+
 static void
 bufferStats(long *overrun, long long *oldest)
 {
@@ -240,6 +243,7 @@ bufferStats(long *overrun, long long *oldest)
 
     *overrun = 0;
     *oldest = 0;
+    bufferEntries = 0;
     for (int cpu = 0; cpu < 1024; cpu++) {
         FILE *f;
 
@@ -250,6 +254,8 @@ bufferStats(long *overrun, long long *oldest)
         while (fgets(line, sizeof(line), f) != NULL) {
             if (strncmp(line, "overrun: ", 9) == 0)
                 *overrun += strtol(line + 9, NULL, 10);
+            if (strncmp(line, "entries: ", 9) == 0)
+                bufferEntries += strtol(line + 9, NULL, 10);
             if (strncmp(line, "oldest event ts:", 16) == 0) {
                 long long ns = parseTs(line, line + strlen(line) - 1);
 
@@ -436,6 +442,12 @@ cmdStart(void)
         setUp();
         if (readLive(&c) == -1)
             fatal("the tracing tables did not appear in %s", TRACEFS);
+    } else if (bufferEntries > KEEP_EVENTS) {
+        /* Reading the timeline formats every event the buffer holds: empty
+           it (cheap, unlike resetting the tables) so `show -t` stays quick. */
+        mustPut(TRACEFS "/trace", "", 0);
+        if (readLive(&c) == -1)
+            fatal("the recording was removed from %s", TRACEFS);
     }
     unlink(STOP_FILE);
     saveCounts(START_FILE, &c);
