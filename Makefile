@@ -11,6 +11,8 @@
 #   make plot LAB=4             a lab's figure, measured in the VM (labs/04-*/bursts.svg)
 #   make starter                regenerate labs/ starter code from solutions/
 #   make slides                 build the lecture decks into slides/out/
+#   make autograder             the Gradescope autograder archive: build/autograder.zip (LABS="1 2": which labs)
+#   make submission             labs/ as a zip to hand in (Gradescope): build/submission.zip
 #
 # Every target installs what it needs first (tools/deps.sh: apt-get as root,
 # sudo -n otherwise, or it prints the command to run).
@@ -23,13 +25,15 @@ LAB ?=
 TASK ?=
 TEST ?=
 REPEAT ?= 1
+LABS ?=
+TIME_LIMIT ?=
 
-.PHONY: all deps fetch doctor grade test selftest proof vm bench plot starter starter-check clean help slides slides-deps slides-debs slides-check
+.PHONY: all deps fetch doctor grade autograder submission test selftest proof vm bench plot starter starter-check clean help slides slides-deps slides-debs slides-check
 
 all: help
 
 help:
-	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,18p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh
@@ -43,13 +47,21 @@ fetch: deps
 grade: fetch
 	@GRADE_VIA=make grader/grade $(if $(LAB),--lab $(LAB)) $(if $(TASK),--task $(TASK)) $(if $(TEST),-k $(TEST)) $(if $(filter-out 1,$(REPEAT)),--repeat $(REPEAT)) $(SUBMISSION)
 
+# Gradescope: the archive to upload as an assignment's autograder (tools/autograder.py), and a
+# student's labs/ as a zip to upload as a submission (sources only).
+autograder: fetch
+	@$(PY) tools/autograder.py $(if $(LABS),--labs "$(LABS)") $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT))
+
+submission:
+	@$(PY) tools/submission.py
+
 # The project's own tests: starter drift, the grader's and the VM's own tests,
 # full marks for the solutions (every test 3 times), every graded test failing
 # on the untouched starter, and the hostile submissions.
 test: fetch slides-deps
 	@if [ ! -d solutions ]; then echo "make test: this is the student edition (no solutions, no project tests); run make grade"; exit 1; fi
 	@$(PY) tools/mkstarter.py --check
-	@cd grader && $(PY) -m pytest -q selftests
+	@cd grader && $(PY) -m pytest -q --durations=15 selftests
 
 starter:
 	@$(PY) tools/mkstarter.py
@@ -64,6 +76,7 @@ bench: fetch
 	@$(PY) vm/bench.py
 	@$(PY) grader/bench.py
 	@$(PY) grader/bench_hang.py
+	@$(PY) grader/bench_autograder.py
 
 # The decks: Marp CLI and puppeteer-core pinned by slides/package-lock.json,
 # installed into slides/node_modules once; Debian's chromium for the PDFs

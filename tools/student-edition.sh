@@ -5,7 +5,12 @@
 # solutions/, the hostile corpus (some of its cases are broken copies of the
 # solutions) and the project's own tests that need them. What a student needs
 # is all there: the chapters and starter code (labs/), the grader with every
-# graded test, the button board, the VM, the slides.
+# graded test, the button board, the VM, the slides; `make submission` (a zip of
+# labs/ for Gradescope); and the GitHub Classroom workflow, written from
+# tools/classroom/grade.yml to .github/workflows/grade.yml: it runs `make grade`
+# on every push and reports the points per lab (tools/points.py). Its score is
+# advisory (the student controls it): the grade of record comes from
+# grader/grade-all or the Gradescope archive (make autograder).
 #
 # With --through N the edition has labs 1 to N only: a later lab's chapter,
 # starter, tests and slides stay out, and so does the reference a later lab is
@@ -48,7 +53,7 @@ later() {
 mkdir -p "$out"
 excludes=$(mktemp)
 trap 'rm -f "$excludes"' EXIT
-printf '%s\n' solutions grader/hostile grader/selftests tools/mkstarter.py tools/student-edition.sh >"$excludes"
+printf '%s\n' solutions grader/hostile grader/selftests tools/mkstarter.py tools/student-edition.sh tools/classroom >"$excludes"
 [ -n "$through" ] && later >>"$excludes"
 git -C "$root" archive --format=tar HEAD | tar -x -C "$out" --exclude-from="$excludes"
 find "$out" -depth -type d -empty -delete   # the folders of what was left out
@@ -60,4 +65,6 @@ if [ -n "$through" ]; then
 		mv "$f.tmp" "$f"
 	done
 fi
+mkdir -p "$out/.github/workflows"
+git -C "$root" show HEAD:tools/classroom/grade.yml >"$out/.github/workflows/grade.yml"
 echo "student-edition: wrote $out (from $(git -C "$root" rev-parse --short HEAD)${through:+, labs 1 to $through}); give it to students as a new repository"

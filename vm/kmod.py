@@ -239,7 +239,8 @@ def build_board(out: Path | None = None, say: Callable[[str], None] | None = Non
         return files
     if say:
         say("building the button board (driver/, once for this kernel and these sources) ...")
-    tmp = Path(tempfile.mkdtemp(prefix=".board-", dir=cache.parent if cache.parent.is_dir() else None))
+    # Beside the cache (vm/cache/build may not exist yet on a fresh cache): the rename below must not cross file systems.
+    tmp = Path(tempfile.mkdtemp(prefix=".board-", dir=_mkdirs(cache.parent)))
     try:
         _make_board(tmp)
         final = tmp.with_name(tmp.name + ".done")

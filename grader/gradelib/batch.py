@@ -160,7 +160,8 @@ def find_labs_root(top: Path) -> Path:
     """The folder that holds the lab folders: top itself, top/labs, or its single top-level folder."""
     seen: list[Path] = []
     cands = [top, top / "labs"]
-    subdirs = [d for d in top.iterdir() if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")] \
+    subdirs = [d for d in top.iterdir() if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")
+               and d.name != "__MACOSX"] \
         if top.is_dir() else []
     if len(subdirs) == 1:
         cands += [subdirs[0], subdirs[0] / "labs"]

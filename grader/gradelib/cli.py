@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sandbox import hidden_env, hide, inert
+from .sandbox import hidden_env, hide, inert, mode_line
 from .timescale import calibrate
 
 GRADER = Path(__file__).resolve().parent.parent
@@ -165,6 +165,7 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     text: str = ""
     seconds: float = 0.0  # the whole grading, wall time
+    sandbox: str = ""  # how student code was contained (sandbox.mode_line())
 
     @property
     def full_marks(self) -> bool:
@@ -189,7 +190,7 @@ def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit
     t0 = time.monotonic()
     try:
         copy = work / "submission"
-        summary = Summary(warnings=[inert(w) for w in safe_copy(submission, copy)])
+        summary = Summary(warnings=[inert(w) for w in safe_copy(submission, copy)], sandbox=mode_line())
         results_json = work / "results.json"
         r, w = os.pipe()
         cmd = [python_with_pytest(), "-m", "pytest", "tests", "-q", "--tb=short", "-p", "no:cacheprovider",
@@ -347,6 +348,8 @@ def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages:
                         next_step = (n, folder, t, title, x)
         out.append("")
     out.append("Total".ljust(width) + f"{s.score:>4}/{s.max_score}")
+    if s.sandbox:
+        out.append(s.sandbox)
     if s.warnings:
         out.append("")
         out.extend(f"warning: {w}" for w in s.warnings[:10])

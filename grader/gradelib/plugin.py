@@ -178,6 +178,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item):
+    if not _is_graded_test(item):  # the project's own tests bound their own waits
+        yield
+        return
     limit = item.config.getoption("test_timeout") * max(1.0, scale())
 
     def on_alarm(signum: int, frame: Any) -> None:

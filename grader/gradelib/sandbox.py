@@ -26,9 +26,18 @@ Containment, from the outside in:
   writes more is killed and marked as flooding;
 - a wall-clock timeout per wait, with the process group killed on expiry.
 
-Where bwrap cannot create namespaces (unprivileged user namespaces disabled),
-the program still runs in its own process group with the rlimits and the
-watchdog, and a warning says the file system is not isolated.
+Where bwrap cannot create namespaces (an unprivileged container: Gradescope's, a CI
+job's; or user namespaces disabled; GRADER_SANDBOX=none forces it), the fallback is what such
+a container allows: as root, the program runs as the sandbox's own non-root user (setpriv, as
+above), with the same rlimits and watchdog, under the keeper (keeper.py: a subreaper that kills
+everything the program left when it exits, when the grader stops it and when the grader dies),
+in a session of its own. It sees the whole file system with that user's rights: the grader's
+files and the results are root's and not writable by it; the container is the outer boundary.
+mode_line() says which mode is in use.
+
+The sandbox's user: GRADER_SANDBOX_USER (the Gradescope archive's setup.sh makes one, `student`)
+when it names a user other than root, else `nobody`; when the grader is not root, the grader's
+own user (the program can then write wherever the grader can).
 
 Files a contained program could write are read by the grader only through
 read_untrusted() (no links, no FIFOs, regular files of the sandbox's user).
@@ -55,7 +64,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import diagnose
+from . import diagnose, keeper
 
 OUTPUT_CAP = 1 << 20  # bytes per stream
 NOBODY = 65534
@@ -84,6 +93,27 @@ class Limits:
 
 def _running_as_root() -> bool:
     return os.geteuid() == 0
+
+
+_user: tuple[str, int, int] | None = None
+
+
+def sandbox_user() -> tuple[str, int, int]:
+    """(name, uid, gid) of the user contained programs run as (when we are root): GRADER_SANDBOX_USER
+    if it names a user other than root, else nobody."""
+    global _user
+    if _user is None:
+        _user = ("nobody", NOBODY, NOBODY)
+        name = os.environ.get("GRADER_SANDBOX_USER", "")
+        if name:
+            try:
+                pw = pwd.getpwnam(name)
+            except KeyError:
+                print(f"sandbox: warning: GRADER_SANDBOX_USER={name}: no such user; using nobody", file=sys.stderr)
+            else:
+                if pw.pw_uid != 0 and pw.pw_gid != 0:
+                    _user = (name, pw.pw_uid, pw.pw_gid)
+    return _user
 
 
 def _count_processes(uid: int) -> int:
@@ -128,10 +158,25 @@ def bwrap_usable() -> bool:
             cmd = ["bwrap", *_namespaces(), *_root_binds(), "--die-with-parent", "--", *_user_prefix(), "true"]
             res = subprocess.run(cmd, capture_output=True, text=True)
             _bwrap_ok = res.returncode == 0
-            _bwrap_why = res.stderr.strip()
-        if not _bwrap_ok:
-            print(f"sandbox: warning: no file-system isolation for student code: {_bwrap_why}", file=sys.stderr)
+            _bwrap_why = (res.stderr.strip().splitlines() or [f"bwrap exited with status {res.returncode}"])[0]
     return _bwrap_ok
+
+
+def mode_line() -> str:
+    """One line that says how student code is contained here (the console and results.json show it)."""
+    if _running_as_root():
+        name, uid, _ = sandbox_user()
+        who = f"as user {name} (uid {uid})"
+    else:
+        who = f"as the grader's own user (uid {os.getuid()})"
+    if bwrap_usable():
+        return (f"Sandbox: bubblewrap (a read-only system, its own folders only, PID namespace, no network), "
+                f"student code {who}, with rlimits and a memory and disk watchdog.")
+    if not _running_as_root():
+        who += ", which can write wherever the grader can"
+    return (f"Sandbox: fallback without namespaces ({_bwrap_why}): student code {who}, with rlimits, a memory and "
+            f"disk watchdog and a keeper that kills all it starts; it sees the file system but cannot write the "
+            f"grader's files or the results; the container is the outer boundary.")
 
 
 def _namespaces() -> list[str]:
@@ -188,24 +233,26 @@ def _parent_dirs(paths: list[Path], covered: list[Path]) -> list[str]:
 
 
 def _user_prefix() -> list[str]:
-    """Inside the sandbox, as root: become nobody, with no capabilities and no way to regain any."""
+    """As root: become the sandbox's user, with no capabilities and no way to regain any."""
     if _running_as_root():
-        return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
+        _, uid, gid = sandbox_user()
+        return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
                 "--bounding-set=-all", "--no-new-privs", "--"]
     return []
 
 
 def sandbox_uid() -> int:
     """The user contained programs run as."""
-    return NOBODY if _running_as_root() else os.getuid()
+    return sandbox_user()[1] if _running_as_root() else os.getuid()
 
 
 def make_writable(path: Path) -> None:
-    """A folder the sandboxed program may write (owned by nobody when we are root)."""
+    """A folder the sandboxed program may write (owned by the sandbox's user when we are root)."""
     path.mkdir(parents=True, exist_ok=True)
     if _running_as_root():
+        _, uid, gid = sandbox_user()
         for p in [path, *path.rglob("*")]:
-            os.lchown(p, NOBODY, NOBODY)
+            os.lchown(p, uid, gid)
 
 
 class _Reader(threading.Thread):
@@ -306,8 +353,9 @@ class Contained:
             cmd += ["--die-with-parent", "--new-session", "--info-fd", str(info_w), "--chdir", str(cwd), "--"]
             cmd += _user_prefix() + argv
         else:
-            cmd = _fallback_prefix() + argv
-        nproc_base = _count_processes(NOBODY if _running_as_root() else os.getuid())
+            info_r, info_w = os.pipe()
+            cmd = _keeper_prefix(info_w) + _user_prefix() + argv
+        nproc_base = _count_processes(sandbox_uid())
 
         def preexec() -> None:
             os.setpgid(0, 0)
@@ -335,7 +383,7 @@ class Contained:
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=[info_w] if info_w >= 0 else [],
+                pass_fds=[info_w] if self._bwrap else [info_w, _life_fd()],
                 preexec_fn=preexec,
             )
         finally:
@@ -351,23 +399,27 @@ class Contained:
         self.state_at_timeout: diagnose.ProcState | None = None
         _live.add(self)
         self.pid = self._find_program_pid(info_r)
+        # Without bwrap the program shares /tmp, /var/tmp and /dev/shm: what it makes there counts too.
+        self._shared_before = set() if self._bwrap else set(shared_tmp_entries(sandbox_uid()))
         self._watch_stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
 
     def _find_program_pid(self, info_r: int) -> int:
-        """The host PID of the program itself (inside bwrap it is the reaper's child)."""
-        if info_r < 0:
-            return self.popen.pid
+        """The host PID of the program itself (inside bwrap it is the reaper's child; the keeper says it)."""
         with os.fdopen(info_r, "rb") as f:
             data = f.read()
         try:
-            reaper = int(json.loads(data)["child-pid"])
-        except (ValueError, KeyError):
-            # bwrap failed before it started the program: a setup problem, never the student's
+            info = json.loads(data)
+            if not self._bwrap:
+                return int(info["program-pid"])
+            reaper = int(info["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            # bwrap or the keeper failed before it started the program: a setup problem, never the student's
             self.popen.wait()
             self.err.join(timeout=5)
-            why = clean_text(bytes(self.err.buf)).strip() or f"bwrap exited with status {self.popen.returncode}"
+            what = "bwrap" if self._bwrap else "the keeper"
+            why = clean_text(bytes(self.err.buf)).strip() or f"{what} exited with status {self.popen.returncode}"
             raise SandboxError(f"the sandbox could not start `{Path(self.popen.args[-1]).name}`: {why}")
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
@@ -395,7 +447,7 @@ class Contained:
                 why = (f"its processes used more than {self.limits.memory >> 20} MiB of memory "
                        f"({rss >> 20} MiB resident)")
             else:
-                used, files = disk_usage(self.writable, MAX_WATCHED_FILES)
+                used, files = disk_usage(self.writable + self._shared_new(), MAX_WATCHED_FILES)
                 if used > self.limits.disk:
                     why = f"it wrote more than {self.limits.disk >> 20} MiB to disk"
                 elif files > MAX_WATCHED_FILES:
@@ -404,6 +456,12 @@ class Contained:
                 self.killed_for = why
                 self.kill_all()
                 return
+
+    def _shared_new(self) -> list[Path]:
+        """What the program made in the shared temporary folders (only without bwrap)."""
+        if self._bwrap:
+            return []
+        return [e for e in shared_tmp_entries(sandbox_uid()) if e not in self._shared_before]
 
     # --- interaction -----------------------------------------------------
     def send(self, data: bytes) -> bool:
@@ -447,6 +505,15 @@ class Contained:
 
     def kill_all(self) -> None:
         """Kill the sandbox and everything in it."""
+        if not self._bwrap:
+            # The program's session, then the keeper, which kills what is left below it and exits.
+            for kill, target, sig in ((os.killpg, self.pid, signal.SIGKILL), (os.kill, self.popen.pid, signal.SIGTERM)):
+                try:
+                    if self.popen.poll() is None:
+                        kill(target, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            return
         try:
             os.killpg(self.popen.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -467,9 +534,16 @@ class Contained:
             timed_out = True
             self.state_at_timeout = diagnose.snapshot(self.pid)  # before the kill: where was it?
         self.kill_all()  # stragglers: children left in the background
-        self.popen.wait()
+        try:
+            self.popen.wait(timeout=2 * keeper.SWEEP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()  # a keeper that could not sweep (a process stuck in the kernel)
+            self.popen.wait()
         self._watch_stop.set()
         _live.discard(self)
+        if not self._bwrap and _running_as_root() and sandbox_user()[0] != "nobody":
+            for e in self._shared_new():  # the dedicated user's files of this run: nobody else's
+                shutil.rmtree(e, ignore_errors=True) if e.is_dir() and not e.is_symlink() else e.unlink(missing_ok=True)
         self.close_stdin()
         self.out.join(timeout=5)
         self.err.join(timeout=5)
@@ -478,13 +552,8 @@ class Contained:
                   stdout=bytes(self.out.buf), stderr=bytes(self.err.buf), killed_for=self.killed_for,
                   state=self.state_at_timeout)
         if not ex.timed_out and not ex.flooded and ex.killed_for is None:
-            if self._bwrap:
-                # bwrap exits with the program's status, or 128+N when a signal killed it
-                ex.exitcode, ex.signal = _decode_bwrap_status(code, ex.stderr)
-            elif code < 0:
-                ex.signal = -code
-            else:
-                ex.exitcode = code
+            # bwrap and the keeper exit with the program's status, or 128+N when a signal killed it
+            ex.exitcode, ex.signal = _decode_bwrap_status(code, ex.stderr)
         self.result = ex
         return ex
 
@@ -513,12 +582,22 @@ def kill_everything() -> None:
         c.kill_all()
 
 
-def _fallback_prefix() -> list[str]:
-    """Without bwrap: as root, still drop to nobody (RLIMIT_NPROC must apply)."""
-    if not _running_as_root():
-        return []
-    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
-            "--bounding-set=-all", "--no-new-privs", "--"]
+_life: tuple[int, int] | None = None
+
+
+def _life_fd() -> int:
+    """The read end of a pipe whose write end only this process holds: every keeper watches it and
+    kills its program's tree when it reaches end of file (this process is gone, however it ended)."""
+    global _life
+    if _life is None:
+        _life = os.pipe()  # both ends close-on-exec: no other child inherits the write end
+    return _life[0]
+
+
+def _keeper_prefix(info_fd: int) -> list[str]:
+    """Without bwrap: the keeper (keeper.py) runs the program in a session of its own and kills all it
+    leaves, when it ends, when kill_all() asks, and when the grader dies."""
+    return [sys.executable, "-I", "-S", keeper.__file__, str(_life_fd()), str(info_fd), "--"]
 
 
 def process_state(pid: int) -> str | None:
@@ -568,10 +647,41 @@ def tree_rss(root: int) -> int:
     return total
 
 
+SHARED_TMP = ["/tmp", "/var/tmp", "/dev/shm"]
+
+
+def shared_tmp_entries(uid: int) -> list[Path]:
+    """The entries at the top of the world-writable temporary folders that belong to uid."""
+    found = []
+    for d in SHARED_TMP:
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    try:
+                        if e.stat(follow_symlinks=False).st_uid == uid:
+                            found.append(Path(e.path))
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+    return found
+
+
 def disk_usage(folders: list[Path], max_files: int) -> tuple[int, int]:
-    """(bytes allocated, number of entries) under the folders, counting at most max_files + 1 entries."""
+    """(bytes allocated, number of entries) under the folders (a file among them counts itself), counting
+    at most max_files + 1 entries."""
     used = count = 0
-    todo = [str(f) for f in folders]
+    todo = []
+    for f in folders:
+        try:
+            st = os.lstat(f)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            todo.append(str(f))
+        else:
+            used += st.st_blocks * 512
+            count += 1
     while todo and count <= max_files:
         d = todo.pop()
         try:

@@ -9,6 +9,7 @@ lab's starter (so the corpus does not depend on program names).  Prepared
 cases: grader/hostile/NAME/EXPECT.json:
     {"lab": N, "score": S, "report_contains": ["..."],   (or "full_marks": true, or "below_full": true)
      "passes": [test names that must pass], "fails": [...], "table_contains": [words on the console],
+     "select": "a pytest -k expression: grade only these tests (keeps slow cases short)",
      "from": "solutions",                       (optional: start from a copy of that folder's lab)
      "edits": [{"file": F, "find": A, "replace": B, "why": "..."}]}   (each A must occur exactly once)
 and any lab folders beside it are the submission as they are.  Edits keep a
@@ -162,7 +163,8 @@ def _prepared_submission(case: str, expect: dict, dest: Path) -> Path:
 @pytest.mark.parametrize("case", _prepared_cases())
 def test_prepared_hostile_submission(case: str, tmp_path: Path) -> None:
     expect = json.loads((HOSTILE / case / "EXPECT.json").read_text())
-    s = run_grading(_prepared_submission(case, expect, tmp_path), lab=expect["lab"], timeout=900)
+    s = run_grading(_prepared_submission(case, expect, tmp_path), lab=expect["lab"], timeout=900,
+                    select=expect.get("select"))
     report = s.text + "\n" + "\n".join(r["message"] for r in s.results)
     if "score" in expect:
         assert s.score == expect["score"], f"{case}: scored {s.score}/{s.max_score}, expected {expect['score']}:\n{report}"
