@@ -8,6 +8,7 @@
 #   make doctor                 check this machine for what the labs need, and say how to fix it
 #   make test                   the project's own tests (for maintainers and CI)
 #   make bench                  boot, command and grading times; lab 1's hang
+#   make plot LAB=4             a lab's figure, measured in the VM (labs/04-*/bursts.svg)
 #   make starter                regenerate labs/ starter code from solutions/
 #   make slides                 build the lecture decks into slides/out/
 #   make autograder             the Gradescope autograder archive: build/autograder.zip (LABS="1 2": which labs)
@@ -27,12 +28,12 @@ REPEAT ?= 1
 LABS ?=
 TIME_LIMIT ?=
 
-.PHONY: all deps fetch doctor grade autograder submission test selftest proof vm bench starter starter-check clean help slides slides-deps slides-debs slides-check
+.PHONY: all deps fetch doctor grade autograder submission test selftest proof vm bench plot starter starter-check clean help slides slides-deps slides-debs slides-check
 
 all: help
 
 help:
-	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,18p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh
@@ -97,6 +98,12 @@ $(SLIDES_NPM): slides/package.json slides/package-lock.json | slides-debs
 	@echo "slides: npm ci (Marp CLI, puppeteer-core) into slides/node_modules"
 	@cd slides && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# One script per figure: tools/plots/labN-*.py, each writes its SVG into the lab's folder.
+plot: fetch
+	@sh tools/deps.sh --plot
+	@set -e; ls tools/plots/lab$(or $(LAB),4)-*.py >/dev/null 2>&1 || { echo "make plot: no figure for lab $(LAB)"; exit 1; }; \
+	for f in tools/plots/lab$(or $(LAB),4)-*.py; do $(PY) $$f; done
 
 clean:
 	rm -rf grader/out build slides/out

@@ -7,11 +7,12 @@
 # /lib/modules or the running kernel: the VM's kernel is fetched separately
 # into vm/cache by vm/fetch.py.
 #
-# Usage: tools/deps.sh [--check] [--slides]
+# Usage: tools/deps.sh [--check] [--slides] [--plot]
 #   --check   report, install nothing
 #   --slides  also what the slides need (make slides, make test): Debian's
 #             chromium, the fonts the slide theme names, and Node.js with npm
 #             when there is no node (Debian 12's nodejs 18 is enough)
+#   --plot    also what the figures need (make plot): gnuplot-nox
 set -eu
 
 # libelf1: the kbuild objtool binary links it; procps: pgrep in the tests.
@@ -35,7 +36,8 @@ for arg in "$@"; do
 			PACKAGES="$PACKAGES nodejs npm"
 		fi
 		;;
-	*) echo "usage: tools/deps.sh [--check] [--slides]" >&2; exit 2 ;;
+	--plot) PACKAGES="$PACKAGES gnuplot-nox" ;;
+	*) echo "usage: tools/deps.sh [--check] [--slides] [--plot]" >&2; exit 2 ;;
 	esac
 done
 

@@ -5,6 +5,7 @@ Contents:
     /init                  vm/init (busybox sh script)
     /bin/busybox           static busybox, with its applet links made here
     /bin/agent             vm/agent.c, compiled static (cached in vm/cache/build)
+    /usr/bin/sigtrace      vm/sigtrace.c, compiled static: the kernel's record of signals
     /lib/x86_64-linux-gnu  the host's glibc loader and libc.so.6 (+ what the extra
                            files need, found from their DT_NEEDED entries), so
                            dynamically linked programs and LD_PRELOAD libraries run
@@ -207,6 +208,11 @@ def agent_binary() -> Path:
     return _compiled("agent", AGENT_CFLAGS)
 
 
+def sigtrace_binary() -> Path:
+    """vm/sigtrace.c compiled static: the kernel's record of signals, for students and the grader."""
+    return _compiled("sigtrace", AGENT_CFLAGS)
+
+
 def host_tool(name: str) -> Path:
     """vm/NAME.c compiled for the host."""
     return _compiled(name, ["-O2", "-Wall", "-Wextra", "-Werror"])
@@ -277,6 +283,7 @@ def write(out: BinaryIO, files: Mapping[str, Source] | None = None, libc: bool =
         if applet != "bin/busybox":
             entries["/" + applet] = Entry(stat.S_IFLNK | 0o777, b"/bin/busybox")
     entries["/bin/agent"] = _file_entry(agent_binary())
+    entries["/usr/bin/sigtrace"] = _file_entry(sigtrace_binary())
     # student: the unprivileged user the grader runs the student's programs as (grader/guest/runas.c)
     entries["/etc/passwd"] = Entry(stat.S_IFREG | 0o644, b"root:x:0:0:root:/root:/bin/sh\n"
                                    b"student:x:1000:1000:student:/tmp:/bin/sh\n")

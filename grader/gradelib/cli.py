@@ -401,6 +401,7 @@ def full_report(s: Summary) -> str:
     for x in s.results:
         detail.append(f"[{x['outcome'].upper()}] lab {x['lab']} task {x['task']} {x['name']} ({x['points']} pt)")
         detail.extend("    " + ln for ln in x["message"].splitlines())
+        detail.extend("    " + ln for ln in x.get("detail", "").splitlines())  # a VM test's timeline
     return "\n".join(detail) + "\n"
 
 

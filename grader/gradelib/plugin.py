@@ -44,6 +44,7 @@ class Result:
     outcome: str  # passed | failed
     message: str
     duration: float
+    detail: str = ""  # for report.txt only: the kernel's timeline of a failed VM test
 
 
 class GraderState:
@@ -235,6 +236,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     elif rep.when == "call":
         prev.outcome, prev.message = "passed", ""
     if rep.when == "teardown":
+        if prev.outcome == "failed":
+            prev.detail = inert(getattr(item, "_grader_detail", ""))  # comm names are the student's
         prev.duration = round(time.monotonic() - getattr(prev, "_start", time.monotonic()), 3)
         if st.progress is not None:
             mark = "PASS" if prev.outcome == "passed" else "FAIL"

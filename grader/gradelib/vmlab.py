@@ -20,6 +20,11 @@ and asks for the `vm` fixture.  The whole test module shares one boot:
    a file, wait for a line of that output (a short loop in the guest, not host
    sleeps), and press the button.
 
+The kernel's witness (gradelib/witness.py) records every test's signals; a
+failing test's message shows the record of the processes it started, and
+report.txt its timeline.  A lab may grade its program tasks against an
+earlier lab's driver (VmLabSpec.reference, loaded with use_driver()).
+
 Failures that end the lab: the module does not build (every test fails with
 the compiler's first errors), the VM does not boot, the kernel oopses or the
 VM dies.  After an Oops every later test of the lab fails at once with the
@@ -32,6 +37,7 @@ module, and Machine itself kills QEMU at exit and when this process dies.
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -49,17 +55,19 @@ from .modcheck import check_imports
 from .progress import note
 from .timescale import after_boot, scale
 from .sandbox import Limits, clean_text
+from .witness import Witness
 
 if str(REPO) not in sys.path:  # vm/ (the VM package) is at the top of the repository
     sys.path.append(str(REPO))
 
-from vm.kmod import KmodError, ModuleBuild, build_board, build_module, kdir as kernel_headers  # noqa: E402
-from vm.machine import CommandTimeout, Machine, VMError, find_oops  # noqa: E402
+from vm.kmod import KmodError, ModuleBuild, build_as, build_board, build_module, kdir as kernel_headers  # noqa: E402
+from vm.machine import CmdResult, CommandTimeout, Machine, VMError, find_oops  # noqa: E402
 
 GUEST_LAB = "/lab"
 GUEST_GRADER = "/lab/.grader"  # the grader's own programs and libraries: root's, read-only to students
 RUNS = "/tmp/runs"  # background programs' output, pid and status files (root's)
 GUEST_SRC = GRADER / "guest"  # the grader's guest programs, one .c file each
+REFERENCES = GRADER / "reference"  # earlier labs' drivers, generated from their solutions
 HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror"]
 STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
 MAX_RESTARTS = 3  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
@@ -81,6 +89,11 @@ class VmLabSpec(LabSpec):
     devices:  device nodes the module makes, readable by the student's programs (as udev would)
     imports:  kernel functions this lab allows beyond the usual (gradelib/modcheck.py)
     board:    load the simulated button board (driver/wb_board.ko) after boot
+    signals:  every test is about signals: a failure shows the kernel's record of each
+              process even when the kernel sent it none
+    reference: a folder of grader/reference/ (an earlier lab's driver): built as
+              MODULE_ref.ko; use_driver("reference") loads it, so the lab's program
+              tasks are graded against it rather than against the student's driver
     """
 
     module: str = ""
@@ -89,19 +102,26 @@ class VmLabSpec(LabSpec):
     devices: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()
     board: bool = True
+    signals: bool = False
+    reference: str = ""
+
+    @property
+    def reference_module(self) -> str:
+        return f"{self.module}_ref"
 
 
 class GuestProc:
     """A program running in the background in the VM, its output in a file."""
 
     def __init__(self, vm: "VmLab", name: str, what: str, base: str, sigsafe_log: str | None,
-                 helper: bool = False) -> None:
+                 helper: bool = False, pid: int = 0) -> None:
         self.vm = vm
         self.helper = helper  # the grader's own program, not the student's
         self.name = name
         self.what = what  # the command line, for messages
         self.base = base  # RUNS/N: .out, .pid, .status
         self.sigsafe_log = sigsafe_log
+        self.pid = pid  # the program's pid in the VM (the witness records by pid)
         self.line = 0  # output lines consumed by expect()
 
     @property
@@ -256,6 +276,11 @@ class VmLab:
         self.restart_why = ""  # set: the next test boots a fresh VM first
         self._files: dict[str, Path] = {}
         self._taint = 0  # the kernel's taint flags when the test began
+        self.witness: Witness | None = None  # the kernel's record of signals, once the VM runs
+        self.detail = ""  # the failed test's timeline, for report.txt
+        self._driver: tuple[str, str] | None = None  # use_driver(): (module, parameters) loaded
+        self._irq_base = 0  # the IRQ's count in /proc/interrupts when use_driver() loaded it
+        self.module_error = ""  # the student's module did not build (a lab with a reference goes on)
 
     # --- setting up --------------------------------------------------------
     def setup(self) -> None:
@@ -269,12 +294,15 @@ class VmLab:
 
         def make_board() -> None:
             try:
-                board["files"] = build_board(say=note)
+                if self.spec.board:
+                    board["files"] = build_board(say=note)
+                if self.spec.reference:
+                    board["reference"] = self._build_reference(root / "reference")
             except KmodError as e:
                 board["error"] = str(e)
 
         t = threading.Thread(target=make_board, daemon=True)
-        if self.spec.board:
+        if self.spec.board or self.spec.reference:
             t.start()
         if self.spec.module:
             note(f"lab {self.spec.number}: building {self.spec.module}.ko with kbuild (W=1; an unchanged module "
@@ -291,28 +319,37 @@ class VmLab:
         if lib is not None:
             files[f"{GUEST_GRADER}/libsigsafe.so"] = lib
             self.has_sigsafe = True
-        if self.spec.board:
+        if self.spec.board or self.spec.reference:
             t.join()
             if "error" in board:
                 raise RuntimeError(f"grader bug: {board['error']}")
+        if self.spec.reference:
+            files[f"{GUEST_GRADER}/{self.spec.reference_module}.ko"] = board["reference"]  # type: ignore[assignment]
+        if self.spec.board:
             built: dict[str, Path] = board["files"]  # type: ignore[assignment]
             files[f"{GUEST_LAB}/wb_board.ko"] = built["wb_board.ko"]
             files[f"{GUEST_LAB}/button"] = built["button"]
             files["/usr/bin/button"] = built["button"]
         if self.kbuild is not None and not self.kbuild.ok:
-            self.broken = (f"{self.spec.folder}: the module does not build, so nothing of it can be tested. "
-                           f"The compiler's first errors:\n{_indent(self.kbuild.summary(15))}")
-            return
-        if self.kbuild is not None and self.spec.module in self.kbuild.kos:
+            why = (f"{self.spec.folder}: the module does not build, so nothing of it can be tested. "
+                   f"The compiler's first errors:\n{_indent(self.kbuild.summary(15))}")
+            if not self.spec.reference:
+                self.broken = why
+                return
+            self.module_error = why  # the program tasks go on, with the reference driver
+        if self.kbuild is not None and self.kbuild.ok and self.spec.module in self.kbuild.kos:
             ko = self.kbuild.kos[self.spec.module]
             imports = check_imports(ko, self.spec.imports)
             if imports.error:
                 raise RuntimeError(f"grader setup: {imports.error}")
-            if not imports.ok:
+            if not imports.ok and not self.spec.reference:
                 self.broken = imports.refusal(self.spec.module)
                 return
-            self.review = imports.review
-            files[f"{GUEST_LAB}/{self.spec.module}.ko"] = ko
+            if not imports.ok:
+                self.module_error = imports.refusal(self.spec.module)
+            else:
+                self.review = imports.review
+                files[f"{GUEST_LAB}/{self.spec.module}.ko"] = ko
         for name, got in self.programs.items():
             if isinstance(got, Path):
                 files[f"{GUEST_LAB}/{name}"] = got
@@ -331,6 +368,8 @@ class VmLab:
             return
         self.boot_seconds = self.m.boot_seconds
         after_boot(self.boot_seconds or 0.0)
+        if os.environ.get("GRADER_WITNESS", "1") != "0":  # 0: off, to measure what it costs (grader/bench.py)
+            self.witness = Witness(self._quiet)
         r = self.m.run(f"mkdir -p {RUNS} && chmod 755 {RUNS} && chmod -R go-w {GUEST_LAB}", timeout=30)
         if not r.ok:
             self.broken = f"the VM's run folder could not be made (a grader problem): {r.stderr.strip()}"
@@ -370,6 +409,10 @@ class VmLab:
 
         return build_module(src, out, w1=True, module=self.spec.module, runner=contained, cache=True)
 
+    def _build_reference(self, out: Path) -> Path:
+        """grader/reference/FOLDER as MODULE_ref.ko (the grader's own code: built outside the sandbox)."""
+        return build_as(REFERENCES / self.spec.reference, out, self.spec.reference_module)
+
     def _build_helper(self, name: str, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         src = GUEST_SRC / f"{name}.c"
@@ -387,6 +430,7 @@ class VmLab:
     def begin(self, name: str) -> None:
         """Before a test: fail at once if the lab cannot go on."""
         self.test_name = name
+        self.detail = ""
         if self.restart_why and not self.broken:
             self.restarts += 1
             self.restart_why = ""
@@ -397,6 +441,8 @@ class VmLab:
         if self.broken:
             pytest.fail(self.broken, pytrace=False)
         self._taint = self.taint()
+        if self.witness is not None:
+            self.witness.start()
 
     def end(self, failed: bool = False) -> None:
         """After a test: stop what it started, look for an Oops or a new taint flag it caused, and
@@ -469,10 +515,33 @@ class VmLab:
         pytest.fail(f"During this test {what}.{excerpt}", pytrace=False)
 
     # --- running commands ------------------------------------------------------
-    def fail(self, msg: str) -> None:
-        """Fail the test; the kernel's complaint, if it made one, goes with the message."""
+    def fail(self, msg: str, signals: bool = False) -> None:
+        """Fail the test; the kernel's complaint, if it made one, goes with the message, and so does its
+        record of the signals of the processes the test started (with signals=True, or in a lab about
+        signals, also of those it sent none)."""
         self._scan()
-        pytest.fail(msg, pytrace=False)
+        pytest.fail(msg + self._witnessed(signals), pytrace=False)
+
+    def _witnessed(self, signals: bool) -> str:
+        if self.witness is None:
+            return ""
+        names = {p.pid: f"`{p.what}`" for p in self._procs if p.pid}
+        rec = self.witness.record(list(names), timeline=True)
+        if rec is None:
+            return ""
+        block = rec.summary(names, show_empty=signals or self.spec.signals)
+        if not block:
+            return ""
+        self.detail = rec.timeline
+        return "\n" + block
+
+    def _quiet(self, cmd: str, timeout: float) -> CmdResult:
+        """A guest command whose failure is not the test's (the witness's)."""
+        assert self.m is not None
+        try:
+            return self.m.run(cmd, timeout=timeout)
+        except VMError as e:
+            return CmdResult(status=None, signal=None, stdout="", stderr=str(e), timed_out=True, truncated=False)
 
     def run(self, cmd: str, timeout: float = 10.0, what: str = "", allow_timeout: bool = False):
         """Run a shell command in the VM; a timeout or a dead VM fails the test with a message naming `what`
@@ -569,15 +638,52 @@ class VmLab:
         return r
 
     def reload_module(self, after_failure: bool) -> None:
-        """rmmod and insmod the student's module between tests (a clean device for the next one)."""
+        """rmmod and insmod the student's module between tests (a clean device for the next one), with
+        the parameters use_driver() gave it."""
         assert self.m is not None
-        r = self.m.run(f"rmmod {self.spec.module} && insmod {GUEST_LAB}/{self.spec.module}.ko{self._udev()}",
-                       timeout=30)
+        params = self._driver[1] if self._driver and self._driver[0] == self.spec.module else ""
+        ko = f"{GUEST_LAB}/{self.spec.module}.ko {params}".rstrip()
+        r = self.m.run(f"rmmod {self.spec.module} && insmod {ko}{self._udev()}", timeout=30)
         self._scan()
         self.reload_failed = "" if r.ok else f"`rmmod {self.spec.module}`: {(r.stderr or r.stdout).strip()[:160]}"
+        if not r.ok:
+            self._driver = None
         if not r.ok and after_failure:
             # The test failed already; the next test gets a module that is not loaded (it loads it).
-            self.m.run(f"insmod {GUEST_LAB}/{self.spec.module}.ko{self._udev()}", timeout=30)
+            self.m.run(f"insmod {ko}{self._udev()}", timeout=30)
+
+    def use_driver(self, which: str = "student", params: str = "") -> None:
+        """Load the student's module ("student") or the lab's reference driver ("reference"), with
+        insmod parameters, after unloading the other; nothing when it is loaded already so.
+        (The two cannot be loaded together: both are the platform driver "wb-button".)"""
+        if which == "student" and self.module_error:
+            self.fail(self.module_error)
+        name = self.spec.module if which == "student" else self.spec.reference_module
+        ko = f"{GUEST_LAB}/{name}.ko" if which == "student" else f"{GUEST_GRADER}/{name}.ko"
+        loaded = {ln.split()[0] for ln in self.run("cat /proc/modules", what="lsmod").stdout.splitlines() if ln}
+        if self._driver == (name, params) and name in loaded:
+            return
+        self._driver = None
+        for other in (self.spec.module, self.spec.reference_module):
+            if other in loaded:
+                r = self.run(f"rmmod {other}", timeout=20, what=f"rmmod {other}")
+                if not r.ok:
+                    self.fail(f"`rmmod {other}` failed before loading {name}.ko: {(r.stderr or r.stdout).strip()} "
+                              "(a file of /dev/button still open? a module that cannot be unloaded?)")
+        what = f"insmod {name}.ko {params}".strip()
+        r = self.run(f"insmod {ko} {params}{self._udev()}", timeout=20, what=what)
+        if not r.ok:
+            log = self.run("dmesg | tail -n 6", timeout=10).stdout
+            self.fail(f"`{what}` failed: {(r.stderr or r.stdout).strip()}\n"
+                      f"  The kernel log ends with:\n{_indent(log.strip())}")
+        self._driver = (name, params)
+        self._irq_base = self.irq_count(name) or 0  # the count lives with the IRQ, across modules
+
+    def irqs_since_load(self) -> int:
+        """Interrupts the driver loaded by use_driver() has handled (for the reference driver: the seq of
+        its last event, one per interrupt)."""
+        name = self._driver[0] if self._driver else self.spec.module
+        return (self.irq_count(name) or 0) - self._irq_base
 
     def spawn(self, name: str, *args: str, helper: bool = False, sigsafe: bool = True,
               preload: tuple[str, ...] | None = None, env: dict[str, str] | None = None,
@@ -621,12 +727,12 @@ class VmLab:
         # The status file is written when the program ends: 128+N when signal N killed it.
         cmd = (f"{prep}( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.status ) "
                f">/dev/null 2>&1 </dev/null & "
-               f"while [ ! -s {base}.pid ]; do usleep 5000; done")
+               f"while [ ! -s {base}.pid ]; do usleep 5000; done; cat {base}.pid")
         what = " ".join([name, *args])
         r = self.run(cmd, timeout=10, what=f"starting `{what}`")
-        if not r.ok:
+        if not r.ok or not r.stdout.strip().isdigit():
             self.fail(f"`{what}` could not be started in the VM")
-        p = GuestProc(self, name, what, base, log, helper)
+        p = GuestProc(self, name, what, base, log, helper, int(r.stdout.strip()))
         self._procs.append(p)
         return p
 
@@ -635,11 +741,12 @@ class VmLab:
         self.sh(f"button {action}", timeout=timeout,
                 what=f"`button {action}` (it returns once your interrupt handler has run)")
 
-    def irq_count(self) -> int | None:
-        """Interrupts of the student's module in /proc/interrupts, or None when it has no IRQ."""
+    def irq_count(self, module: str = "") -> int | None:
+        """Interrupts of the student's module (or of `module`) in /proc/interrupts, or None when it has
+        no IRQ."""
         out = self.run("cat /proc/interrupts", timeout=10).stdout
         for line in out.splitlines():
-            if line.rstrip().endswith(" " + self.spec.module):
+            if line.rstrip().endswith(" " + (module or self.spec.module)):
                 nums = re.findall(r"^\s*\d+:\s+(\d+)", line)
                 return int(nums[0]) if nums else 0
         return None
@@ -707,5 +814,7 @@ def vm(vm_lab: VmLab, request: pytest.FixtureRequest):
     """The lab's VM for one test: fails at once after an Oops or a failed build; cleans up after the test."""
     vm_lab.begin(request.node.name)
     yield vm_lab
+    if vm_lab.detail:
+        request.node._grader_detail = vm_lab.detail  # type: ignore[attr-defined]  (report.txt)
     call = getattr(request.node, "_grader_rep_call", None)
     vm_lab.end(failed=call is None or call.failed)

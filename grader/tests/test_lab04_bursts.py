@@ -1,0 +1,455 @@
+"""Lab 4: SIGIO under bursts (burstwatch) and a debounced driver, graded in the VM.
+
+One boot for the whole lab.  The program tasks (1 to 3) run burstwatch
+against the reference driver of lab 3 (grader/reference/03-fasync-button,
+loaded as button_driver_ref), so a student whose own driver is broken can
+still do them; task 4 (debounce) loads the student's driver.  The program
+tests come first: an Oops in the student's driver ends the lab's tests.
+
+Every count is either forced by construction or checked against the
+kernel's own record (gradelib/witness.py): SIGIO is held (blocked) through
+a burst and taken once; the seq numbers the driver gives are the
+interrupts since it was loaded (/proc/interrupts); the deliveries a program
+counts must be the SIGIO the kernel says it took.  Debounce tests wait for
+the driver's timer with a sleep in the guest five windows long, which the
+kernel's timer order makes deterministic: a timer due earlier fires first.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gradelib import graded
+from gradelib.lab import Program
+from gradelib.vmlab import REFERENCES, GuestProc, VmLab, VmLabSpec
+from gradelib.witness import SignalCount
+
+LAB = VmLabSpec(
+    4, "04-sigio-bursts",
+    programs={"burstwatch": Program(["burstwatch.c"], sanitize=False)},
+    module="button_driver",
+    helpers=("reader",),
+    devices=("/dev/button",),
+    reference="03-fasync-button",
+    signals=True,
+)
+
+DELIVERY = re.compile(r"^SIGIO (\d+): read (\d+)(?:, seq (\d+) to (\d+))?$")
+LOST = re.compile(r"^lost (\d+): seq (\d+) to (\d+)$")
+AT_EXIT = re.compile(r"^at exit: read (\d+)(?:, seq (\d+) to (\d+))?$")
+TOTAL = re.compile(r"^(\d+) events in (\d+) SIGIO deliveries: (\d+) read, (\d+) lost$")
+REC = re.compile(r"^rec (\d+) (\d) (\d+)$", re.M)
+WINDOW_MS = 20  # the debounce window of the driver tests
+
+
+def ring_size() -> int:
+    """BUTTON_RING_SIZE of the reference driver."""
+    text = (REFERENCES / LAB.reference / "button_event.h").read_text()
+    return int(re.search(r"#\s*define\s+BUTTON_RING_SIZE\s+(\d+)", text).group(1))
+
+
+RING = ring_size()
+
+
+# --- the program tasks: burstwatch on the reference driver ----------------------------
+
+def watch(vm: VmLab) -> GuestProc:
+    vm.use_driver("reference")
+    w = vm.spawn("burstwatch")
+    w.expect("^ready", msg="burstwatch prints a line starting with `ready` once F_SETOWN and O_ASYNC are set.")
+    return w
+
+
+def seq_now(vm: VmLab) -> int:
+    """The seq of the reference driver's last event: one event per interrupt since it was loaded."""
+    return vm.irqs_since_load()
+
+
+def hold(vm: VmLab, w: GuestProc) -> None:
+    w.signal("USR1")
+    w.expect(r"^holding SIGIO$", msg="At SIGUSR1 burstwatch blocks SIGIO and says `holding SIGIO`.")
+
+
+def take(vm: VmLab, w: GuestProc) -> None:
+    w.signal("USR1")
+    w.expect(r"^taking SIGIO$", msg="At the next SIGUSR1 burstwatch unblocks SIGIO and says `taking SIGIO`.")
+    lines = w.output().splitlines()
+    held = lines[len(lines) - 1 - lines[::-1].index("holding SIGIO"):]
+    during = [ln for ln in held[:held.index("taking SIGIO")] if DELIVERY.match(ln)]
+    if during:
+        vm.fail(w.explain(f"burstwatch said `holding SIGIO`, yet it took {len(during)} SIGIO before `taking SIGIO`: "
+                          "while holding, SIGIO must stay blocked (wait in sigsuspend() with heldMask, which "
+                          "has SIGIO in it), so that the events' signals merge into one pending SIGIO."))
+
+
+def finish(vm: VmLab, w: GuestProc) -> list[str]:
+    """SIGTERM; burstwatch reads what is left, prints its totals and exits 0.  Its output lines."""
+    w.signal("TERM")
+    st = w.wait_exit(timeout=10)
+    if st != 0:
+        vm.fail(w.explain("After SIGTERM, burstwatch should read what is left, print its totals and exit with "
+                          "status 0."))
+    return w.output().splitlines()
+
+
+def totals(vm: VmLab, w: GuestProc, lines: list[str]) -> tuple[int, int, int, int]:
+    """(events, deliveries, read, lost) from the last line."""
+    m = TOTAL.match(lines[-1]) if lines else None
+    if not m:
+        vm.fail(w.explain("burstwatch's last line should be its totals: "
+                          "`N events in M SIGIO deliveries: R read, L lost`."))
+    return tuple(int(x) for x in m.groups())  # type: ignore[return-value]
+
+
+def kernel_sigio(vm: VmLab, w: GuestProc) -> SignalCount:
+    rec = vm.witness.record([w.pid]) if vm.witness else None
+    if rec is None:
+        vm.fail(f"The kernel's record of the signals is missing (a grader problem, not your code): "
+                f"{vm.witness.error if vm.witness else 'no witness'}")
+    return rec.count(w.pid, "SIGIO")
+
+
+def press_release(vm: VmLab, w: GuestProc) -> None:
+    """Two events read one by one: the program knows the last seq, so whatever the ring overwrites
+    later is a gap it can name (before its first record it cannot know what it missed)."""
+    vm.button("press")
+    w.expect(r"^SIGIO ", msg="The button was pressed while burstwatch was watching.")
+    vm.button("release")
+    w.expect(r"^SIGIO ", msg="The button was released while burstwatch was watching.")
+
+
+def deliveries(lines: list[str]) -> list[re.Match[str]]:
+    return [m for m in map(DELIVERY.match, lines) if m]
+
+
+# --- Task 1: one signal, many events -----------------------------------------------------
+
+@pytest.mark.prereq
+def test_burstwatch_builds(vm_lab: VmLab) -> None:
+    vm_lab.build.program("burstwatch")
+
+
+@graded(task=1, points=6)
+def test_a_press_and_a_release_are_sigio_deliveries_1_and_2(vm: VmLab) -> None:
+    w = watch(vm)
+    vm.button("press")
+    a = w.expect(r"^SIGIO ", msg="The button was pressed: burstwatch's SIGIO handler should count the delivery "
+                 "and print `SIGIO 1: read 1, seq S to S`.")
+    vm.button("release")
+    b = w.expect(r"^SIGIO ", msg="The button was released after the press's SIGIO was handled: a second "
+                 "delivery, `SIGIO 2: ...`.")
+    if not a.startswith("SIGIO 1: ") or not b.startswith("SIGIO 2: "):
+        vm.fail(w.explain(f"A press, then a release: two SIGIO deliveries, numbered 1 and 2 (count them in the "
+                          f"handler); burstwatch printed `{a}` and `{b}`."))
+
+
+@graded(task=1, points=7)
+def test_sigio_held_through_a_burst_is_delivered_once(vm: VmLab) -> None:
+    w = watch(vm)
+    hold(vm, w)
+    vm.button(f"burst {RING // 2} 0")  # as many edges as the ring holds: nothing is overwritten
+    take(vm, w)
+    w.expect(r"^SIGIO ", msg=f"SIGIO was held (blocked) through {RING} events; taking it again must deliver it.")
+    lines = finish(vm, w)
+    k = kernel_sigio(vm, w)
+    got = deliveries(lines)
+    if len(got) != 1 or got[0].group(1) != "1" or totals(vm, w, lines)[1] != 1 or k.taken != 1:
+        vm.fail(w.explain(f"While SIGIO was held, {RING} events each called kill_fasync(): the kernel made one "
+                          f"SIGIO pending and merged the other {RING - 1} into it, so taking it again is exactly one "
+                          f"delivery (`SIGIO 1: ...`, and `... in 1 SIGIO deliveries` at the end). burstwatch "
+                          f"counted {len(got)} (is SIGIO blocked while holding? sigsuspend() with heldMask)."))
+
+
+@graded(task=1, points=7)
+def test_the_deliveries_counted_are_those_the_kernel_made(vm: VmLab) -> None:
+    w = watch(vm)
+    vm.button("burst 1000 0", timeout=60)
+    lines = finish(vm, w)
+    k = kernel_sigio(vm, w)
+    got = [int(m.group(1)) for m in deliveries(lines)]
+    _, counted, _, _ = totals(vm, w, lines)
+    if got != list(range(1, len(got) + 1)) or len(got) != k.taken or counted != k.taken:
+        vm.fail(w.explain(f"During `button burst 1000 0` (2000 events) the kernel delivered SIGIO to burstwatch "
+                          f"{k.taken} times; burstwatch printed {len(got)} `SIGIO N:` lines and counted {counted} "
+                          "deliveries. Count once per run of the SIGIO handler, number the lines 1, 2, 3..."))
+
+
+@graded(task=1, points=5)
+def test_the_last_line_counts_events_and_deliveries(vm: VmLab) -> None:
+    w = watch(vm)
+    s0 = seq_now(vm)
+    press_release(vm, w)
+    vm.button("burst 100 0")
+    lines = finish(vm, w)
+    events, counted, read, lost = totals(vm, w, lines)
+    made = seq_now(vm) - s0
+    k = kernel_sigio(vm, w)
+    if events != made or read + lost != made or counted != k.taken:
+        vm.fail(w.explain(f"After a press, a release and `button burst 100 0` ({made} events, {k.taken} SIGIO "
+                          "taken) the last line should "
+                          f"read `{made} events in {k.taken} SIGIO deliveries: R read, L lost` with R + L = {made}."))
+
+
+# --- Task 2: read every record, however few the signals --------------------------------------
+
+@graded(task=2, points=9)
+def test_one_sigio_reads_every_record_of_a_held_burst(vm: VmLab) -> None:
+    w = watch(vm)
+    hold(vm, w)
+    s0 = seq_now(vm)
+    vm.button(f"burst {RING // 2} 0")
+    take(vm, w)
+    line = w.expect(r"^SIGIO ")
+    want = f"SIGIO 1: read {RING}, seq {s0 + 1} to {s0 + RING}"
+    if line != want:
+        vm.fail(w.explain(f"{RING} events waited in the ring behind one SIGIO; its handler should read them all "
+                          f"(read(2) until EAGAIN, not one record per signal): expected `{want}`, got `{line}`."))
+
+
+@graded(task=2, points=6)
+def test_every_event_of_a_fast_burst_is_read_or_named_lost(vm: VmLab) -> None:
+    w = watch(vm)
+    s0 = seq_now(vm)
+    press_release(vm, w)
+    vm.button("burst 1000 0", timeout=60)
+    lines = finish(vm, w)
+    s1 = seq_now(vm)
+    reads, losts = [], []
+    for ln in lines:
+        m = DELIVERY.match(ln) or AT_EXIT.match(ln)
+        if m and m.group(m.re.groups - 1):
+            reads.append((int(m.group(m.re.groups - 1)), int(m.group(m.re.groups)), int(m.group(m.re.groups - 2))))
+        m = LOST.match(ln)
+        if m:
+            losts.append((int(m.group(2)), int(m.group(3)), int(m.group(1))))
+    covered: set[int] = set()
+    lost: set[int] = set()
+    for a, b, _ in reads + losts:
+        covered |= set(range(a, b + 1))
+    for a, b, n in losts:
+        lost |= set(range(a, b + 1))
+    _, _, total_read, total_lost = totals(vm, w, lines)
+    ok = (covered == set(range(s0 + 1, s1 + 1)) and sum(n for _, _, n in losts) == len(lost)
+          and sum(n for _, _, n in reads) == len(covered - lost) == total_read and len(lost) == total_lost)
+    if not ok:
+        vm.fail(w.explain(f"A press, a release and `button burst 1000 0` made the events seq {s0 + 1} to {s1}. "
+                          "Each must be read by "
+                          "some delivery's drain (`SIGIO N: read R, seq A to B`, or `at exit: ...`) or named in a "
+                          "`lost N: seq A to B` line, and the totals must add up: read every record until EAGAIN, "
+                          "and at exit read what is left."))
+
+
+@graded(task=2, points=5)
+def test_a_sigio_with_nothing_to_read_reads_nothing_and_goes_on(vm: VmLab) -> None:
+    w = watch(vm)
+    vm.run(f"kill -IO {w.pid}", what="kill -IO")  # stands for a SIGIO whose record an earlier drain took
+    line = w.expect(r"^SIGIO ", msg="A SIGIO came with nothing in the ring (its record was read by an "
+                    "earlier drain).")
+    if line != "SIGIO 1: read 0":
+        vm.fail(w.explain(f"A SIGIO with nothing to read should print `SIGIO 1: read 0` (the first read(2) "
+                          f"fails with EAGAIN); burstwatch printed `{line}`."))
+    s0 = seq_now(vm)
+    vm.button("press")
+    line = w.expect(r"^SIGIO ", msg="After an empty SIGIO the button was pressed: the handler should go on "
+                    "working (a read that blocks in the handler would hang it: O_NONBLOCK).")
+    if line != f"SIGIO 2: read 1, seq {s0 + 1} to {s0 + 1}":
+        vm.fail(w.explain(f"After an empty SIGIO, a press should print `SIGIO 2: read 1, seq {s0 + 1} to "
+                          f"{s0 + 1}`; burstwatch printed `{line}`."))
+
+
+@graded(task=2, points=5)
+def test_at_exit_what_is_left_is_read(vm: VmLab) -> None:
+    w = watch(vm)
+    hold(vm, w)
+    s0 = seq_now(vm)
+    vm.button("press")  # its SIGIO stays pending, blocked: only the exit's read can see the record
+    lines = finish(vm, w)
+    want = [f"at exit: read 1, seq {s0 + 1} to {s0 + 1}", "1 events in 0 SIGIO deliveries: 1 read, 0 lost"]
+    if lines[-2:] != want:
+        vm.fail(w.explain("While SIGIO was held the button was pressed, then SIGTERM came: burstwatch should read "
+                          "what is left (drain() once more, all signals blocked) and end with:\n"
+                          + "\n".join(f"    | {x}" for x in want)))
+
+
+# --- Task 3: name what the ring overwrote --------------------------------------------------
+
+def overflow(vm: VmLab, w: GuestProc, clicks: int) -> int:
+    """Hold SIGIO through `clicks` clicks (more than the ring holds), take it; the seq before the burst."""
+    hold(vm, w)
+    s0 = seq_now(vm)
+    vm.button(f"burst {clicks} 0")
+    take(vm, w)
+    return s0
+
+
+def expect_lost(vm: VmLab, w: GuestProc, s0: int, clicks: int, n: int) -> None:
+    gone = 2 * clicks - RING
+    want = [f"lost {gone}: seq {s0 + 1} to {s0 + gone}",
+            f"SIGIO {n}: read {RING}, seq {s0 + gone + 1} to {s0 + 2 * clicks}"]
+    got = [w.expect(r"^(lost|SIGIO) ", msg=f"SIGIO was held through {2 * clicks} events; the ring kept the newest "
+                    f"{RING}.") for _ in want]
+    if got != want:
+        vm.fail(w.explain(f"SIGIO was held through {2 * clicks} events (seq {s0 + 1} to {s0 + 2 * clicks}); the "
+                          f"driver's ring kept the newest {RING}, so the jump in seq after {s0} says exactly what "
+                          "was overwritten. Expected:\n" + "\n".join(f"    | {x}" for x in want)
+                          + "\n  burstwatch printed:\n" + "\n".join(f"    | {x}" for x in got)))
+
+
+@graded(task=3, points=10)
+def test_an_overflow_is_named_as_the_exact_seq_range_lost(vm: VmLab) -> None:
+    w = watch(vm)
+    press_release(vm, w)
+    s0 = overflow(vm, w, 100)
+    expect_lost(vm, w, s0, 100, 3)
+
+
+@graded(task=3, points=5)
+def test_the_last_line_counts_the_lost_events(vm: VmLab) -> None:
+    w = watch(vm)
+    press_release(vm, w)
+    overflow(vm, w, 100)
+    w.expect(r"^SIGIO 3: ", msg="SIGIO was held through a burst, then taken: the third delivery.")
+    lines = finish(vm, w)
+    want = f"202 events in 3 SIGIO deliveries: {2 + RING} read, {200 - RING} lost"
+    if lines[-1:] != [want]:
+        vm.fail(w.explain(f"A press, a release, then 200 events of which the ring kept {RING}: the last line "
+                          f"should be `{want}`."))
+
+
+@graded(task=3, points=5)
+def test_two_overflows_are_two_lost_ranges(vm: VmLab) -> None:
+    w = watch(vm)
+    press_release(vm, w)
+    s0 = overflow(vm, w, 40)
+    expect_lost(vm, w, s0, 40, 3)
+    s1 = overflow(vm, w, 50)
+    expect_lost(vm, w, s1, 50, 4)
+
+
+# --- Task 4: debounce in the driver (the student's driver) -----------------------------------
+
+@pytest.mark.prereq
+def test_the_module_builds_with_no_warnings(vm_lab: VmLab) -> None:
+    if vm_lab.kbuild is None:
+        pytest.fail(vm_lab.broken or "the module was not built", pytrace=False)
+    b = vm_lab.kbuild
+    if not b.ok:
+        pytest.fail("button_driver.ko does not build against the VM kernel's headers (make in "
+                    "labs/04-sigio-bursts shows the same). The compiler's first errors:\n"
+                    + "\n".join("    | " + ln for ln in b.summary(15).splitlines()), pytrace=False)
+    if b.warnings:
+        pytest.fail("button_driver.c builds, but with warnings (the grader builds with W=1, like `make`); "
+                    "fix them:\n" + "\n".join("    | " + w for w in b.warnings[:10]), pytrace=False)
+
+
+def debounced(vm: VmLab, ms: int = WINDOW_MS) -> GuestProc:
+    """The student's driver with debounce_ms=ms, and a reader holding /dev/button open."""
+    vm.use_driver("student", f"debounce_ms={ms}")
+    r = vm.spawn("reader", "hold", "-a", helper=True)
+    r.expect("^open$")
+    return r
+
+
+def parameter(vm: VmLab, ms: int) -> None:
+    """The driver is loaded with debounce_ms=ms, and says so in sysfs (an unknown parameter is only ignored)."""
+    value = vm.run("cat /sys/module/button_driver/parameters/debounce_ms", what="reading the parameter")
+    if value.stdout.strip() != str(ms):
+        vm.fail(f"`insmod button_driver.ko debounce_ms={ms}` loaded, but /sys/module/button_driver/parameters/"
+                f"debounce_ms reads `{value.stdout.strip() or value.stderr.strip()}`, not {ms}: declare the "
+                "parameter with module_param(debounce_ms, uint, 0444) (the kernel ignores a parameter a module "
+                "does not declare).")
+
+
+def settle(vm: VmLab, ms: int = WINDOW_MS) -> None:
+    """Wait five windows in the guest: the driver's timer, due within one, has fired by then (timers
+    fire in the order they are due)."""
+    vm.run(f"usleep {5 * ms * 1000}", timeout=10 + ms / 100, what="waiting for the debounce timer")
+
+
+def records(vm: VmLab, r: GuestProc) -> list[tuple[int, int]]:
+    """Tell the reader to read everything; its records as (seq, pressed)."""
+    r.signal("USR1")
+    r.expect(r"^drained ", msg="The grader's reader read /dev/button.")
+    return [(int(s), int(p)) for s, p, _ in REC.findall(r.output())]
+
+
+def press_and_release(vm: VmLab, r: GuestProc, got: list[tuple[int, int]], what: str) -> None:
+    if len(got) != 2 or [p for _, p in got] != [1, 0] or got[1][0] != got[0][0] + 1:
+        vm.fail(r.explain(f"{what} With debounce_ms={WINDOW_MS} that is one press and one release: two records, "
+                          f"pressed=1 then 0, consecutive seq. The reader got {len(got)}: {got[:12]}."))
+
+
+@graded(task=4, points=4)
+def test_debounce_ms_is_a_parameter_and_0_keeps_every_edge(vm: VmLab) -> None:
+    r = debounced(vm, 0)
+    parameter(vm, 0)
+    vm.sh("button bounce 2 100")
+    vm.button("click 5000")
+    settle(vm)
+    got = records(vm, r)
+    if len(got) != 10:
+        vm.fail(r.explain(f"With debounce_ms=0 every edge is an event, as in lab 3: a click bouncing twice each "
+                          f"way is 10 edges, so 10 records; the reader got {len(got)}."))
+
+
+@graded(task=4, points=8)
+def test_a_bouncing_click_reads_as_one_press_and_one_release(vm: VmLab) -> None:
+    r = debounced(vm)
+    vm.sh("button bounce 5 100")  # 10 extra edges each way over 1 ms: 20 times shorter than the window
+    vm.button("click 200000")  # held 200 ms: 10 windows
+    settle(vm)
+    press_and_release(vm, r, records(vm, r), "A click bouncing 5 times each way (22 edges) was read.")
+
+
+@graded(task=4, points=5)
+def test_a_debounced_click_sends_one_sigio_per_event_not_per_edge(vm: VmLab) -> None:
+    r = debounced(vm)
+    vm.sh("button bounce 5 100")
+    vm.button("click 200000")
+    settle(vm)
+    got = records(vm, r)
+    rec = vm.witness.record([r.pid]) if vm.witness else None
+    k = rec.count(r.pid, "SIGIO") if rec else None
+    if k is None or k.generated != len(got) or len(got) != 2:
+        vm.fail(r.explain(f"A registered reader should get one SIGIO per event the driver reports (2 here), not "
+                          f"one per edge (22): call kill_fasync() where the event is recorded. The reader read "
+                          f"{len(got)} records; the kernel generated {k.generated if k else '?'} SIGIO."))
+
+
+@graded(task=4, points=5)
+def test_a_bounce_longer_than_the_window_still_reads_as_one_press(vm: VmLab) -> None:
+    r = debounced(vm)
+    vm.sh("button bounce 10 3000")  # 20 edges 3 ms apart: 60 ms of bouncing, each gap under the window
+    vm.button("click 400000")
+    settle(vm)
+    press_and_release(vm, r, records(vm, r), "A click bouncing 10 times each way, 3 ms apart (60 ms, longer than "
+                      "the window, each gap shorter), was read. Restart the timer at every edge: it may fire only "
+                      "once the line has been quiet for the whole window.")
+
+
+@graded(task=4, points=4)
+def test_a_glitch_shorter_than_the_window_is_no_event(vm: VmLab) -> None:
+    r = debounced(vm)
+    vm.button("click 2000")  # pressed for 2 ms, 10 times shorter than the window
+    settle(vm)
+    vm.button("press")
+    settle(vm)
+    got = records(vm, r)
+    if [p for _, p in got] != [1]:
+        vm.fail(r.explain(f"A 2 ms glitch (press and release within the window), then a press: when the timer "
+                          "fires after the glitch the line reads released, as before, so no event; then one "
+                          f"press. Read the settled level when the timer fires. The reader got {got[:12]}."))
+
+
+@graded(task=4, points=4)
+def test_rmmod_with_a_debounce_pending_is_safe(vm: VmLab) -> None:
+    vm.use_driver("student", "debounce_ms=1000")
+    parameter(vm, 1000)
+    vm.button("press")  # the timer is now due in 1 s
+    r = vm.run("rmmod button_driver", timeout=20, what="rmmod button_driver")
+    if not r.ok:
+        vm.fail(f"`rmmod button_driver` failed with no file open: {(r.stderr or r.stdout).strip()}.")
+    vm.run("usleep 1500000", timeout=15, what="waiting past the debounce window")  # an Oops fails here
+    vm.use_driver("student", f"debounce_ms={WINDOW_MS}")
+    vm.button("release")
