@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -48,7 +49,7 @@ from pathlib import Path
 
 import pytest
 
-from . import diagnose, oopsmap, sandbox
+from . import diagnose, kcontext, oopsmap, sandbox
 from .lab import (GRADER, REPO, SIGNAL_HINTS, BuildFailed, split_sigsafe, LabBuild, LabSpec, _indent, harness_library,
                   sigsafe_library, signame)
 from .modcheck import check_imports
@@ -70,7 +71,7 @@ GUEST_SRC = GRADER / "guest"  # the grader's guest programs, one .c file each
 REFERENCES = GRADER / "reference"  # earlier labs' drivers, generated from their solutions
 HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror"]
 STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
-MAX_RESTARTS = 3  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
+MAX_RESTARTS = 6  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
 # After each test: every line of the board stopped, not bouncing, released, and its device plugged in
 # (writes to the board's debugfs files by the shell's echo: no program to start per line).
 BOARD_RESET = ("for d in /sys/kernel/debug/wb-board/line*; do echo stop > $d/ctl; echo 'bounce 0' > $d/ctl; "
@@ -91,6 +92,7 @@ class VmLabSpec(LabSpec):
     helpers:  the grader's own guest programs, grader/guest/NAME.c, built with -Werror
     harness:  LD_PRELOAD libraries of grader/harness/ the tests may use in the VM
     devices:  device nodes the module makes, readable by the student's programs (as udev would)
+    binds:    the board's platform devices the student's module must bind (its probe() must succeed)
     imports:  kernel functions this lab allows beyond the usual (gradelib/modcheck.py)
     board:    load the simulated button board (driver/wb_board.ko) after boot
     signals:  every test is about signals: a failure shows the kernel's record of each
@@ -106,6 +108,7 @@ class VmLabSpec(LabSpec):
     helpers: tuple[str, ...] = ()
     harness: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+    binds: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()
     board: bool = True
     signals: bool = False
@@ -157,6 +160,10 @@ class GuestProc:
         if status > 128:
             sig = status - 128
             hint = SIGNAL_HINTS.get(sig, "")
+            if sig == signal.SIGIO and re.search(r"^event \d+", self.output(), re.M):
+                hint = ("SIGIO's default action terminates the process; its handler had run before (it reported "
+                        "events), so the handler was reset to SIG_DFL after one delivery: SA_RESETHAND, or signal() "
+                        "with System V semantics; install it with sigaction() and no SA_RESETHAND")
             return f"`{self.what}` was killed by {signame(sig)}" + (f" ({hint})" if hint else "")
         return f"`{self.what}` exited with status {status}"
 
@@ -289,7 +296,12 @@ class VmLab:
         self.review: list[str] = []  # the module's imports for the instructor to look at
         self.hint = ""  # what the test is doing, for a message if the VM stops or a command hangs
         self.restarts = 0
+        self._kcontext_ready = False
+        self._kcontext_base = 0
+        self._kcontext_filter = ""  # the hist triggers' filter now in place
         self.reload_failed = ""  # why the module could not be reloaded after the last test
+        self.no_reload = ""  # why the module is no longer reloaded between tests (it did not survive it)
+        self._loads = 0  # insmods of the student's module in this VM
         self.troubles: list[str] = []  # every Oops, WARNING and taint of the lab, over all its boots: "test: what"
         self.restart_why = ""  # set: the next test boots a fresh VM first
         self.restart_counted = True  # the restart is one of MAX_RESTARTS (not when a test asked for it)
@@ -377,6 +389,9 @@ class VmLab:
 
     def _boot(self) -> None:
         """Start the VM with the lab's files, make the run folder and load the board."""
+        self._kcontext_ready = False
+        self._loads = 0
+        self._kcontext_filter = ""
         note(f"lab {self.spec.number}: booting the VM (Debian's kernel in QEMU) ...")
         self.m = Machine(files=self._files, boot_timeout=60.0, cmdline=self.spec.cmdline)
         self._seen = 0
@@ -494,7 +509,7 @@ class VmLab:
                                 f"could not be killed:\n{_indent(stuck)}\n  A read or poll that cannot be "
                                 f"interrupted (wait_event_interruptible?) keeps the module busy.")
             return
-        if self.spec.module and self.module_loaded(quiet=True):
+        if self.spec.module and not self.no_reload and self.module_loaded(quiet=True):
             self.reload_module(failed)
 
     def _stop_programs(self) -> str:
@@ -654,8 +669,12 @@ class VmLab:
         return f"; for d in {nodes}; do [ -e $d ] && chmod a+r $d; done; true" if nodes else ""
 
     def load_module(self, check: bool = True):
-        """insmod the student's module unless it is loaded; the result of insmod (or None)."""
+        """insmod the student's module unless it is loaded; the result of insmod (or None).  With check, a
+        module that does not load, or loads but does not bind the board's devices (its probe() failed), fails
+        the test, with the end of the kernel's log."""
         if self.module_loaded():
+            if check:
+                self._check_bound()
             return None
         r = self.run(f"insmod {GUEST_LAB}/{self.spec.module}.ko", timeout=20, what=f"insmod {self.spec.module}.ko")
         if check and not r.ok:
@@ -664,7 +683,35 @@ class VmLab:
                       f"  The kernel log ends with:\n{_indent(log.strip())}")
         if r.ok and self.spec.devices:
             self.run(self._udev().lstrip("; "), timeout=10, what="making the device readable")
+        self._loads += 1
+        if r.ok and check and self._loads > 1 and not self._bound():
+            # A module that bound in this VM before and does not now: an earlier instance left something behind
+            # (its remove() did not undo probe()). The test gets a fresh VM; the module is not reloaded again.
+            log = self.run("dmesg | tail -n 4", timeout=10).stdout.strip()
+            self.no_reload = (f"loaded again after rmmod, {self.spec.module}.ko no longer binds the board's device "
+                              f"(its remove() left something behind); the kernel log ended with:\n{_indent(log)}")
+            self.restarts += 1
+            self.m.close(graceful=False)
+            self._boot()
+            if self.broken:
+                pytest.fail(self.broken, pytrace=False)
+            return self.load_module(check)
+        if r.ok and check:
+            self._check_bound()
         return r
+
+    def _bound(self) -> bool:
+        return all(self.run(f"test -e /sys/bus/platform/devices/{d}/driver", timeout=10).ok for d in self.spec.binds)
+
+    def _check_bound(self) -> None:
+        """Fail the test when the student's module is loaded but did not bind a device it must bind."""
+        for dev in self.spec.binds:
+            link = self.run(f"readlink /sys/bus/platform/devices/{dev}/driver", timeout=10).stdout.strip()
+            if not link:
+                log = self.run("dmesg | tail -n 6", timeout=10).stdout
+                self.fail(f"{self.spec.module}.ko is loaded, but the board's device {dev} is not bound to it: its "
+                          f"probe() failed (or the driver's name is not \"{dev}\"). The kernel log ends with:\n"
+                          f"{_indent(log.strip())}")
 
     def reload_module(self, after_failure: bool) -> None:
         """rmmod and insmod the student's module between tests (a clean device for the next one), with
@@ -680,6 +727,15 @@ class VmLab:
         if not r.ok and after_failure:
             # The test failed already; the next test gets a module that is not loaded (it loads it).
             self.m.run(f"insmod {ko}{self._udev()}", timeout=30)
+        unbound = [d for d in self.spec.binds
+                   if r.ok and not self.m.run(f"test -e /sys/bus/platform/devices/{d}/driver", timeout=10).ok]
+        if unbound:
+            # Reloaded, the driver no longer binds (its remove() left something behind: a misc device, an IRQ):
+            # the next test gets a fresh VM, and the module is not reloaded again in this lab.
+            log = self.m.run("dmesg | tail -n 4", timeout=10).stdout.strip()
+            self.no_reload = (f"after rmmod and insmod, {self.spec.module}.ko no longer binds {unbound[0]} (its "
+                              f"probe() fails); the kernel log ends with:\n{_indent(log)}")
+            self._restart_later(self.no_reload)
 
     def use_driver(self, which: str = "student", params: str = "") -> None:
         """Load the student's module ("student") or the lab's reference driver ("reference"), with
@@ -769,6 +825,46 @@ class VmLab:
         """`button ACTION` (press, release, click, burst N US): returns when the interrupts were delivered."""
         self.sh(f"button {action}", timeout=timeout,
                 what=f"`button {action}` (it returns once your interrupt handler has run)")
+
+    def irq_number(self, module: str = "") -> int | None:
+        """The IRQ number of the student's module (or of `module`) in /proc/interrupts, or None."""
+        out = self.run("cat /proc/interrupts", timeout=10).stdout
+        for line in out.splitlines():
+            if line.rstrip().endswith(" " + (module or self.spec.module)):
+                m = re.match(r"^\s*(\d+):", line)
+                return int(m.group(1)) if m else None
+        return None
+
+    # --- the kernel's view of the driver's contexts (gradelib/kcontext.py) ------------------------
+    def kcontext_start(self) -> None:
+        """From now on, count the locks, sleeps and allocations the student's module makes, by context."""
+        if not self._kcontext_ready:
+            self.run(kcontext.setup_script(), timeout=60, what="setting up the kernel's context probes")
+            self._kcontext_ready = True
+        m = re.search(rf"^{self.spec.module} (\d+) .* (0x[0-9a-f]+)", self.run("cat /proc/modules", timeout=10).stdout,
+                      re.M)
+        if not m:
+            self.fail(f"{self.spec.module} is not loaded, so its calls cannot be watched.")
+        self._kcontext_base = int(m.group(2), 16)
+        lo, hi = self._kcontext_base, self._kcontext_base + int(m.group(1))
+        self.run(kcontext.start_script(lo, hi, self._kcontext_filter), timeout=60,
+                 what="starting the kernel's context probes")
+        self._kcontext_filter = kcontext.filter_for(lo, hi)
+
+    def kcontext_calls(self) -> list[kcontext.Call]:
+        """What the module has called since kcontext_start(), counted by context."""
+        return kcontext.parse(self.run(kcontext.read_script(), timeout=60, what="reading the context probes").stdout)
+
+    def kcontext_findings(self, calls: list[kcontext.Call]) -> kcontext.Findings:
+        """The rules of kcontext.analyse(), with the module's functions named."""
+        text = self.run(f"cat /sys/module/{self.spec.module}/sections/.text", timeout=10).stdout.strip()
+        ko = self.kbuild.kos.get(self.spec.module) if self.kbuild is not None else None
+        where = (kcontext.symbolizer(ko, int(text, 16)) if ko is not None and text.startswith("0x")
+                 else (lambda a: f"the code at {a:#x}"))
+        return kcontext.analyse(calls, where)
+
+    def kcontext_stop(self) -> None:
+        self.run(kcontext.stop_script(), timeout=30, what="stopping the context probes")
 
     def irq_count(self, module: str = "") -> int | None:
         """Interrupts of the student's module (or of `module`) in /proc/interrupts, or None when it has
