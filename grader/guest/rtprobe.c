@@ -25,6 +25,16 @@
                            "read N" or "read -1 ERRNO"
    rtprobe poll PATH       print "waiting", then poll(2) for POLLIN with no
                            timeout: "poll RC 0xREVENTS"
+   rtprobe count PATH      the correct watcher of lab 5, counting instead of
+                           printing (tools/plots/lab5-queue.py): F_SETSIG
+                           SIGRTMIN, a SA_SIGINFO handler that only records,
+                           main reads the file until EAGAIN at each signal,
+                           and at SIGIO (the queue was full) flushes the
+                           queued SIGRTMIN and reads; "ready", then at SIGUSR1
+                           it reads what is left and prints
+                             signals S overflows O flushed F records R lost L
+                           (S signals handled, O resyncs, F signals flushed,
+                           R records read, L seq numbers the ring overwrote)
    rtprobe notes FIFO      open FIFO for writing (O_NONBLOCK: a FIFO with
                            no reader fails with ENXIO, "no-reader"), print
                            "open"; each SIGUSR1 writes the next line "note
@@ -33,7 +43,7 @@
                            it ("closed"): its reader sees the end of file;
                            SIGTERM ends it
 
-   Usage: rtprobe watch PATH... | read PATH | poll PATH | notes FIFO
+   Usage: rtprobe watch PATH... | read PATH | poll PATH | count PATH | notes FIFO
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -68,7 +78,7 @@ static void out(const char *fmt, ...)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: rtprobe watch PATH... | read PATH | poll PATH | notes FIFO\n");
+    fprintf(stderr, "usage: rtprobe watch PATH... | read PATH | poll PATH | count PATH | notes FIFO\n");
     exit(2);
 }
 
@@ -182,6 +192,91 @@ static int mode_watch(int argc, char *argv[])
     }
 }
 
+/* --- count: the correct lab 5 watcher, counting ----------------------------------------- */
+
+static volatile sig_atomic_t pendingRt, pendingIo, gotUsr1;
+static long cSignals, cOverflows, cFlushed, cRecords, cLost;
+static uint32_t lastSeq;
+
+static void on_count(int sig, siginfo_t *si, void *uc)
+{
+    (void) si;
+    (void) uc;
+    if (sig == SIGIO)
+        pendingIo = 1;
+    else if (sig == SIGUSR1)
+        gotUsr1 = 1;
+    else
+        pendingRt++;
+}
+
+static void count_drain(int fd)
+{
+    struct button_event ev[16];
+    ssize_t n;
+
+    while ((n = read(fd, ev, sizeof(ev))) > 0)
+        for (ssize_t i = 0; i < n / REC; i++) {
+            if (lastSeq != 0 && ev[i].seq != lastSeq + 1)
+                cLost += ev[i].seq - lastSeq - 1;
+            lastSeq = ev[i].seq;
+            cRecords++;
+        }
+}
+
+static int mode_count(const char *path)
+{
+    sigset_t all, orig, rt;
+    struct sigaction sa;
+    struct timespec zero = { 0, 0 };
+    int fd, fl;
+
+    sigemptyset(&all);
+    sigaddset(&all, SIGRTMIN);
+    sigaddset(&all, SIGIO);
+    sigaddset(&all, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &all, &orig);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_mask = all;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sa.sa_sigaction = on_count;
+    sigaction(SIGRTMIN, &sa, NULL);
+    sigaction(SIGIO, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd == -1) {
+        out("open-error %s\n", strerror(errno));
+        return 2;
+    }
+    fl = fcntl(fd, F_GETFL);
+    if (fcntl(fd, F_SETOWN, getpid()) == -1 || fcntl(fd, F_SETSIG, SIGRTMIN) == -1 ||
+        fcntl(fd, F_SETFL, fl | O_ASYNC) == -1) {
+        out("fcntl-error %s\n", strerror(errno));
+        return 2;
+    }
+    sigemptyset(&rt);
+    sigaddset(&rt, SIGRTMIN);
+    out("ready\n");
+    while (!gotUsr1) {
+        sigsuspend(&orig);
+        for (; pendingRt > 0; pendingRt--) {
+            cSignals++;
+            count_drain(fd);
+        }
+        if (pendingIo) {
+            pendingIo = 0;
+            cOverflows++;
+            while (sigtimedwait(&rt, NULL, &zero) != -1)
+                cFlushed++;
+            count_drain(fd);
+        }
+    }
+    count_drain(fd);
+    out("signals %ld overflows %ld flushed %ld records %ld lost %ld\n", cSignals, cOverflows, cFlushed,
+        cRecords, cLost);
+    return 0;
+}
+
 static int mode_notes(const char *path)
 {
     sigset_t set = block(SIGUSR1, SIGUSR2, SIGTERM, 0);
@@ -226,6 +321,8 @@ int main(int argc, char *argv[])
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (!strcmp(mode, "watch"))
         return mode_watch(argc, argv);
+    if (!strcmp(mode, "count") && argc == 3)
+        return mode_count(argv[2]);
     if (!strcmp(mode, "notes") && argc == 3)
         return mode_notes(argv[2]);
     if ((!strcmp(mode, "read") || !strcmp(mode, "poll")) && argc == 3) {
