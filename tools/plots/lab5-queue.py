@@ -47,7 +47,7 @@ def one_burst(m: machine.Machine, clicks: int, limit: int | None) -> tuple[int, 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clicks", type=int, default=500, help="presses per burst (2 events each)")
-    ap.add_argument("--runs", type=int, default=7, help="bursts per limit (the median is shown, and the range)")
+    ap.add_argument("--runs", type=int, default=15, help="bursts per limit (the median is shown, and the range)")
     args = ap.parse_args()
     fetch.ensure(quiet=True)
     accel = "KVM" if machine.kvm_usable() else "TCG"
