@@ -128,7 +128,7 @@ def why_no_signal(vm: VmLab, w: GuestProc, path: str) -> str:
     st = w.status()
     if st is not None:
         if io is not None and io.generated and st == 128 + 29:
-            return ("rtwatch was killed by SIGIO: the kernel sent the plain SIGIO (kernel: " + io.line + "), so "
+            return ("rtwatch was killed by SIGIO: the kernel sent the plain SIGIO (" + io.line + "), so "
                     f"{path}'s file had no realtime signal chosen with F_SETSIG, and SIGIO has no handler (TODO 1).")
         return w.describe(st) + "."
     if io is not None and io.generated and (rt is None or not rt.generated):
@@ -261,7 +261,7 @@ def test_rtwatch_s_handler_calls_only_async_signal_safe_functions_and_keeps_errn
     n = writer(vm, w)
     for act in ("press", "release"):
         vm.button(act)
-        signal_line(vm, w, BUTTON, f"The button was {act}d")
+        signal_line(vm, w, BUTTON, f"The button was {act}ed" if act == "press" else "The button was released")
     note(n)
     signal_line(vm, w, "notes", "A note was written to the FIFO")
     finish(vm, w)
