@@ -8,7 +8,7 @@
 #   make doctor                 check this machine for what the labs need, and say how to fix it
 #   make test                   the project's own tests (for maintainers and CI)
 #   make bench                  boot, command and grading times; lab 1's hang
-#   make plot LAB=4             a lab's figure, measured in the VM (labs/04-*/bursts.svg)
+#   make plot LAB=4             a lab's figure or table, measured in the VM (labs/04-*/bursts.svg)
 #   make starter                regenerate labs/ starter code from solutions/
 #   make slides                 build the lecture decks into slides/out/
 #   make autograder             the Gradescope autograder archive: build/autograder.zip (LABS="1 2": which labs)
@@ -99,7 +99,8 @@ $(SLIDES_NPM): slides/package.json slides/package-lock.json | slides-debs
 	@cd slides && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# One script per figure: tools/plots/labN-*.py, each writes its SVG into the lab's folder.
+# One script per figure or table: tools/plots/labN-*.py; a figure's writes its SVG into the lab's folder,
+# a table's prints it (lab 5).
 plot: fetch
 	@sh tools/deps.sh --plot
 	@set -e; ls tools/plots/lab$(or $(LAB),4)-*.py >/dev/null 2>&1 || { echo "make plot: no figure for lab $(LAB)"; exit 1; }; \

@@ -72,6 +72,10 @@ REFERENCES = GRADER / "reference"  # earlier labs' drivers, generated from their
 HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror"]
 STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
 MAX_RESTARTS = 6  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
+# After each test: every line of the board stopped, not bouncing, released, and its device plugged in
+# (writes to the board's debugfs files by the shell's echo: no program to start per line).
+BOARD_RESET = ("for d in /sys/kernel/debug/wb-board/line*; do echo stop > $d/ctl; echo 'bounce 0' > $d/ctl; "
+               "echo release > $d/ctl; echo plug > $d/ctl; done 2>/dev/null; true")
 # Kernel taint flags (Documentation/admin-guide/tainted-kernels.rst) that mean trouble. Every run is
 # tainted O and E by unsigned out-of-tree modules; these bits no exported function can clear.
 TAINTS = {7: ("D", "the kernel oopsed or hit a BUG (taint D)"),
@@ -96,6 +100,8 @@ class VmLabSpec(LabSpec):
     reference: a folder of grader/reference/ (an earlier lab's driver): built as
               MODULE_ref.ko; use_driver("reference") loads it, so the lab's program
               tasks are graded against it rather than against the student's driver
+    cmdline:  more kernel parameters for the lab's VM (lab 5: slub_debug=FZP, so that
+              memory a driver uses after freeing it holds a poison that crashes at once)
     """
 
     module: str = ""
@@ -107,6 +113,7 @@ class VmLabSpec(LabSpec):
     board: bool = True
     signals: bool = False
     reference: str = ""
+    cmdline: str = ""
 
     @property
     def reference_module(self) -> str:
@@ -252,6 +259,17 @@ class GuestProc:
                 files[path] = int(flags, 8)
         return files
 
+    def fds(self) -> dict[int, str]:
+        """{fd: what it is open on} (the targets of /proc/PID/fd/*, as root sees them)."""
+        r = self.vm.run(f"p=$(cat {self.base}.pid); for f in /proc/$p/fd/*; do echo \"${{f##*/}} $(readlink $f)\"; done",
+                        timeout=10, what=f"reading the descriptors of `{self.what}`")
+        found = {}
+        for line in r.stdout.splitlines():
+            fd, _, path = line.partition(" ")
+            if fd.isdigit() and path:
+                found[int(fd)] = path
+        return found
+
     def caught(self) -> int:
         """The mask of signals the program has a handler for (SigCgt in /proc/PID/status)."""
         st = self.state()
@@ -286,6 +304,7 @@ class VmLab:
         self._loads = 0  # insmods of the student's module in this VM
         self.troubles: list[str] = []  # every Oops, WARNING and taint of the lab, over all its boots: "test: what"
         self.restart_why = ""  # set: the next test boots a fresh VM first
+        self.restart_counted = True  # the restart is one of MAX_RESTARTS (not when a test asked for it)
         self._files: dict[str, Path] = {}
         self._taint = 0  # the kernel's taint flags when the test began
         self.witness: Witness | None = None  # the kernel's record of signals, once the VM runs
@@ -374,7 +393,7 @@ class VmLab:
         self._loads = 0
         self._kcontext_filter = ""
         note(f"lab {self.spec.number}: booting the VM (Debian's kernel in QEMU) ...")
-        self.m = Machine(files=self._files, boot_timeout=60.0)
+        self.m = Machine(files=self._files, boot_timeout=60.0, cmdline=self.spec.cmdline)
         self._seen = 0
         try:
             self.m.start()
@@ -398,11 +417,20 @@ class VmLab:
         """The VM cannot serve the next test as it is (an Oops, a dead VM, a process stuck in the
         kernel): the next test gets a freshly booted one, so its result is its own.  After
         MAX_RESTARTS restarts the rest of the lab fails with `why`."""
+        self.restart_counted = True
         if self.restarts >= MAX_RESTARTS:
             self.broken = f"{why}\n  (The VM was restarted {self.restarts} times in this lab already; the rest of " \
                           f"the lab cannot run.)"
         else:
             self.restart_why = why
+
+    def fresh_vm_next(self, why: str) -> None:
+        """Leave this VM as it is (its programs are not killed, its files not closed) and boot a fresh one
+        for the next test: for a test that leaves files open on a device whose driver may crash when they
+        are closed, which another test is about.  Not counted among the MAX_RESTARTS."""
+        if not self.restart_why and not self.broken:
+            self.restart_why = why
+            self.restart_counted = False
 
     def _build_module(self, src: Path, out: Path) -> ModuleBuild:
         """kbuild W=1 in the sandbox: a Kbuild file is a makefile and may run anything."""
@@ -447,11 +475,12 @@ class VmLab:
         self.test_name = name
         self.detail = ""
         if self.restart_why and not self.broken:
-            self.restarts += 1
+            self.restarts += self.restart_counted
             self.restart_why = ""
             if self.m is not None:
                 self.m.close(graceful=False)
             self.warnings.clear()
+            self._procs.clear()  # they were in the VM that is gone
             self._boot()
         if self.broken:
             pytest.fail(self.broken, pytrace=False)
@@ -468,7 +497,7 @@ class VmLab:
         try:
             stuck = self._stop_programs()
             if self.spec.board:
-                self.m.run("button stop; button bounce 0; button release", timeout=15)
+                self.m.run(BOARD_RESET, timeout=15)
         except VMError as e:
             self._vm_failed(e)
             return
@@ -859,6 +888,11 @@ KNOWN_CAUSES = [
     (re.compile(r"list_(add|del) corruption"),
      "a list was corrupted: a node added twice, or removed twice (release() after remove()?), or freed while "
      "still on a list; add and remove under the same lock the interrupt handler takes."),
+    (re.compile(r"6b6b6b6b6b6b6b6b|Poison overwritten|Object already free"),
+     "the driver used memory after it was freed: in this lab's VM the kernel fills freed memory with 0x6b "
+     "(slub_debug), so a pointer read from it crashes at once. A file still open after remove() must keep the "
+     "device's state alive: kzalloc() it, count references (a kref: the device's and one per open file) and "
+     "free it with the last one, not with devm."),
     (re.compile(r"BUG: scheduling while atomic|BUG: sleeping function called from invalid context"),
      "something slept while holding a spinlock or in the interrupt handler: no kmalloc(GFP_KERNEL), mutex or "
      "copy_to_user() there."),

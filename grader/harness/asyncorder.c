@@ -13,6 +13,16 @@
  *   - the file must be O_NONBLOCK, because a handler that reads until
  *     EAGAIN would otherwise block in its last read(2).
  *
+ * With ASYNCORDER_SETSIG=1 in the environment (lab 5, one realtime signal
+ * per event) it also requires, at that moment:
+ *
+ *   - a realtime signal chosen with F_SETSIG: without it, the events
+ *     before F_SETSIG send plain SIGIO;
+ *   - that signal's handler installed with SA_SIGINFO (or it gets no
+ *     si_fd, si_code, si_band);
+ *   - a handler for SIGIO too: the kernel sends it when the realtime
+ *     queue is full, and its default action terminates.
+ *
  * It also reports open(2) with O_ASYNC in the flags, which sets the flag
  * without registering the file with the driver.  Each finding is one line
  * on stderr, "asyncorder: ...", after the line "asyncorder: O_ASYNC turned
@@ -25,6 +35,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -83,6 +94,18 @@ static void check(int fd, long newflags)
 		say(sa.sa_handler == SIG_DFL ?
 		    "O_ASYNC was turned on before the signal's handler was installed (its default action terminates)" :
 		    "O_ASYNC was turned on while the signal is ignored");
+	if (getenv("ASYNCORDER_SETSIG") != NULL) {
+		if (sig == SIGIO)
+			say("O_ASYNC was turned on before F_SETSIG chose a realtime signal: the events in between send "
+			    "plain SIGIO");
+		else if (sigaction(sig, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO))
+			say("O_ASYNC was turned on while the realtime signal's handler lacks SA_SIGINFO (no si_fd, "
+			    "si_code or si_band)");
+		if (sigaction(SIGIO, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
+			say("O_ASYNC was turned on while SIGIO has no handler: the kernel sends it when the realtime "
+			    "queue is full, and its default action terminates");
+	}
 	if (!(newflags & O_NONBLOCK))
 		say("O_ASYNC was turned on for a file without O_NONBLOCK: a handler that reads until EAGAIN blocks");
 }

@@ -1,0 +1,353 @@
+/* rtprobe.c
+
+   The grader's view of lab 5's sources: several devices watched with
+   F_SETSIG SIGRTMIN, a reader or a poller waiting on one of them (an
+   unplug must wake it), and the writer of a FIFO of notes.  It runs as
+   root in the VM, out of the student programs' reach, and prints what it
+   saw, one line per fact, so that a test can tell the driver's part from
+   the student's program.
+
+   rtprobe watch PATH...   open each PATH (O_RDONLY | O_NONBLOCK), F_SETOWN,
+                           F_SETSIG SIGRTMIN, O_ASYNC; print "fd F PATH"
+                           for each and "ready".  Then, every signal
+                           blocked and taken with sigwaitinfo():
+                             SIGRTMIN  "got fd F code C band 0xB"
+                             SIGIO     "got SIGIO" (the queue was full)
+                             SIGUSR1   for each file still open, read it
+                                       until it stops: "read PATH N: S P,
+                                       S P..." (N records, seq and
+                                       pressed) or "read PATH -1 ERRNO";
+                                       then poll(2) it with no wait: "poll
+                                       PATH 0xREVENTS"; then "checked"
+                             SIGUSR2   close every file: "closed"
+                             SIGTERM   exit
+   rtprobe read PATH       print "waiting", then one blocking read(2):
+                           "read N" or "read -1 ERRNO"
+   rtprobe poll PATH       print "waiting", then poll(2) for POLLIN with no
+                           timeout: "poll RC 0xREVENTS"
+   rtprobe count PATH      the correct watcher of lab 5, counting instead of
+                           printing (tools/plots/lab5-queue.py): F_SETSIG
+                           SIGRTMIN, a SA_SIGINFO handler that only records,
+                           main reads the file until EAGAIN at each signal,
+                           and at SIGIO (the queue was full) flushes the
+                           queued SIGRTMIN and reads; "ready", then at SIGUSR1
+                           it reads what is left and prints
+                             signals S overflows O flushed F records R lost L
+                           (S signals handled, O resyncs, F signals flushed,
+                           R records read, L seq numbers the ring overwrote)
+   rtprobe notes FIFO      open FIFO for writing (O_NONBLOCK: a FIFO with
+                           no reader fails with ENXIO, "no-reader"), print
+                           "open"; each SIGUSR1 writes the next line "note
+                           K" with one write(2) (reopening the FIFO if it
+                           was closed) and prints "wrote K"; SIGUSR2 closes
+                           it ("closed"): its reader sees the end of file;
+                           SIGTERM ends it
+
+   Usage: rtprobe watch PATH... | read PATH | poll PATH | count PATH | notes FIFO
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct button_event {
+    uint64_t time_ns;
+    uint32_t seq;
+    uint32_t pressed;
+};
+
+#define MAX_FILES 8
+#define REC ((ssize_t) sizeof(struct button_event))
+
+static void out(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: rtprobe watch PATH... | read PATH | poll PATH | count PATH | notes FIFO\n");
+    exit(2);
+}
+
+static const char *errname(int err)
+{
+    switch (err) {
+    case EAGAIN: return "EAGAIN";
+    case ENODEV: return "ENODEV";
+    case EINTR: return "EINTR";
+    case EIO: return "EIO";
+    case ENXIO: return "ENXIO";
+    default: return strerror(err);
+    }
+}
+
+/* Block these signals (and take them with sigwaitinfo()). */
+static sigset_t block(int first, ...)
+{
+    sigset_t set;
+    va_list ap;
+
+    sigemptyset(&set);
+    va_start(ap, first);
+    for (int sig = first; sig != 0; sig = va_arg(ap, int))
+        sigaddset(&set, sig);
+    va_end(ap);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    return set;
+}
+
+/* Read a file until it stops; one line. */
+static void read_all(int fd, const char *path)
+{
+    struct button_event ev[16];
+    char line[4096];
+    size_t len = 0;
+    long total = 0;
+    ssize_t n;
+
+    line[0] = '\0';
+    while ((n = read(fd, ev, sizeof(ev))) > 0 && total < 200) {
+        for (ssize_t i = 0; i < n / REC && len < sizeof(line) - 32; i++)
+            len += snprintf(line + len, sizeof(line) - len, "%s %u %u", total + i ? "," : "",
+                            ev[i].seq, ev[i].pressed);
+        total += n / REC;
+    }
+    if (n == -1 && errno != EAGAIN)
+        out("read %s -1 %s\n", path, errname(errno));
+    else
+        out("read %s %ld:%s\n", path, total, line);
+}
+
+static int mode_watch(int argc, char *argv[])
+{
+    int fds[MAX_FILES], n = argc - 2;
+    sigset_t set;
+    siginfo_t si;
+
+    if (n < 1 || n > MAX_FILES)
+        usage();
+    set = block(SIGRTMIN, SIGIO, SIGUSR1, SIGUSR2, SIGTERM, 0);
+    for (int i = 0; i < n; i++) {
+        int fl;
+
+        fds[i] = open(argv[i + 2], O_RDONLY | O_NONBLOCK);
+        if (fds[i] == -1) {
+            out("open-error %s %s\n", argv[i + 2], strerror(errno));
+            return 2;
+        }
+        fl = fcntl(fds[i], F_GETFL);
+        if (fcntl(fds[i], F_SETOWN, getpid()) == -1 || fcntl(fds[i], F_SETSIG, SIGRTMIN) == -1 ||
+            fcntl(fds[i], F_SETFL, fl | O_ASYNC) == -1) {
+            out("fcntl-error %s %s\n", argv[i + 2], strerror(errno));
+            return 2;
+        }
+        out("fd %d %s\n", fds[i], argv[i + 2]);
+    }
+    out("ready\n");
+    for (;;) {
+        int sig = sigwaitinfo(&set, &si);
+
+        if (sig == -1)
+            continue;
+        if (sig == SIGRTMIN) {
+            out("got fd %d code %d band %#lx\n", si.si_fd, si.si_code, (long) si.si_band);
+        } else if (sig == SIGIO) {
+            out("got SIGIO\n");
+        } else if (sig == SIGUSR1) {
+            for (int i = 0; i < n; i++) {
+                struct pollfd p = { .fd = fds[i], .events = POLLIN };
+
+                if (fds[i] == -1)
+                    continue;
+                read_all(fds[i], argv[i + 2]);
+                if (poll(&p, 1, 0) == -1)
+                    out("poll %s -1 %s\n", argv[i + 2], strerror(errno));
+                else
+                    out("poll %s %#x\n", argv[i + 2], p.revents);
+            }
+            out("checked\n");
+        } else if (sig == SIGUSR2) {
+            for (int i = 0; i < n; i++) {
+                if (fds[i] != -1)
+                    close(fds[i]);
+                fds[i] = -1;
+            }
+            out("closed\n");
+        } else {
+            return 0;
+        }
+    }
+}
+
+/* --- count: the correct lab 5 watcher, counting ----------------------------------------- */
+
+static volatile sig_atomic_t pendingRt, pendingIo, gotUsr1;
+static long cSignals, cOverflows, cFlushed, cRecords, cLost;
+static uint32_t lastSeq;
+
+static void on_count(int sig, siginfo_t *si, void *uc)
+{
+    (void) si;
+    (void) uc;
+    if (sig == SIGIO)
+        pendingIo = 1;
+    else if (sig == SIGUSR1)
+        gotUsr1 = 1;
+    else
+        pendingRt++;
+}
+
+static void count_drain(int fd)
+{
+    struct button_event ev[16];
+    ssize_t n;
+
+    while ((n = read(fd, ev, sizeof(ev))) > 0)
+        for (ssize_t i = 0; i < n / REC; i++) {
+            if (lastSeq != 0 && ev[i].seq != lastSeq + 1)
+                cLost += ev[i].seq - lastSeq - 1;
+            lastSeq = ev[i].seq;
+            cRecords++;
+        }
+}
+
+static int mode_count(const char *path)
+{
+    sigset_t all, orig, rt;
+    struct sigaction sa;
+    struct timespec zero = { 0, 0 };
+    int fd, fl;
+
+    sigemptyset(&all);
+    sigaddset(&all, SIGRTMIN);
+    sigaddset(&all, SIGIO);
+    sigaddset(&all, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &all, &orig);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_mask = all;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sa.sa_sigaction = on_count;
+    sigaction(SIGRTMIN, &sa, NULL);
+    sigaction(SIGIO, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd == -1) {
+        out("open-error %s\n", strerror(errno));
+        return 2;
+    }
+    fl = fcntl(fd, F_GETFL);
+    if (fcntl(fd, F_SETOWN, getpid()) == -1 || fcntl(fd, F_SETSIG, SIGRTMIN) == -1 ||
+        fcntl(fd, F_SETFL, fl | O_ASYNC) == -1) {
+        out("fcntl-error %s\n", strerror(errno));
+        return 2;
+    }
+    sigemptyset(&rt);
+    sigaddset(&rt, SIGRTMIN);
+    out("ready\n");
+    while (!gotUsr1) {
+        sigsuspend(&orig);
+        for (; pendingRt > 0; pendingRt--) {
+            cSignals++;
+            count_drain(fd);
+        }
+        if (pendingIo) {
+            pendingIo = 0;
+            cOverflows++;
+            while (sigtimedwait(&rt, NULL, &zero) != -1)
+                cFlushed++;
+            count_drain(fd);
+        }
+    }
+    count_drain(fd);
+    out("signals %ld overflows %ld flushed %ld records %ld lost %ld\n", cSignals, cOverflows, cFlushed,
+        cRecords, cLost);
+    return 0;
+}
+
+static int mode_notes(const char *path)
+{
+    sigset_t set = block(SIGUSR1, SIGUSR2, SIGTERM, 0);
+    int fd = open(path, O_WRONLY | O_NONBLOCK), k = 0;
+    siginfo_t si;
+
+    if (fd == -1) {
+        out(errno == ENXIO ? "no-reader\n" : "open-error %s\n", strerror(errno));
+        return 2;
+    }
+    out("open\n");
+    for (;;) {
+        int sig = sigwaitinfo(&set, &si);
+        char line[32];
+        int len;
+
+        if (sig == SIGUSR1) {
+            if (fd == -1 && (fd = open(path, O_WRONLY | O_NONBLOCK)) == -1) {
+                out(errno == ENXIO ? "no-reader\n" : "open-error %s\n", strerror(errno));
+                continue;
+            }
+            len = snprintf(line, sizeof(line), "note %d\n", ++k);
+            if (write(fd, line, len) != len)
+                out("write-error %s\n", strerror(errno));
+            else
+                out("wrote %d\n", k);
+        } else if (sig == SIGUSR2) {
+            if (fd != -1)
+                close(fd);
+            fd = -1;
+            out("closed\n");
+        } else if (sig == SIGTERM) {
+            return 0;
+        }
+    }
+}
+
+int main(int argc, char *argv[])
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!strcmp(mode, "watch"))
+        return mode_watch(argc, argv);
+    if (!strcmp(mode, "count") && argc == 3)
+        return mode_count(argv[2]);
+    if (!strcmp(mode, "notes") && argc == 3)
+        return mode_notes(argv[2]);
+    if ((!strcmp(mode, "read") || !strcmp(mode, "poll")) && argc == 3) {
+        int fd = open(argv[2], O_RDONLY);
+
+        if (fd == -1) {
+            out("open-error %s\n", strerror(errno));
+            return 2;
+        }
+        out("waiting\n");
+        if (!strcmp(mode, "read")) {
+            struct button_event ev[4];
+            ssize_t n = read(fd, ev, sizeof(ev));
+
+            if (n == -1)
+                out("read -1 %s\n", errname(errno));
+            else
+                out("read %zd\n", n);
+        } else {
+            struct pollfd p = { .fd = fd, .events = POLLIN };
+            int rc = poll(&p, 1, -1);
+
+            out("poll %d %#x\n", rc, rc > 0 ? p.revents : 0);
+        }
+        return 0;
+    }
+    usage();
+}

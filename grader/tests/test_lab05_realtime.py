@@ -1,0 +1,702 @@
+"""Lab 5: F_SETSIG with realtime signals (rtwatch) and a hot-unpluggable driver, graded in the VM.
+
+One boot for the whole lab, with slub_debug=FZP: freed memory holds a poison
+(0x6b), so a driver that uses its state after freeing it crashes at once
+instead of by chance.  The program tasks (1 to 3) run rtwatch against the
+reference driver of lab 3 (grader/reference/03-fasync-button, loaded as
+button_driver_ref: /dev/button, one POLL_IN per event) and a FIFO of notes
+written by the grader's rtprobe, so a bug in the student's driver costs no
+program points (and the edition of the workbook handed out with lab 5 has no
+driver of lab 5 in it).  Tasks 4 and 5 load the student's driver and look at
+it through rtprobe; the last test runs rtwatch on it.  The unplug tests come
+last: a driver that frees its state under open files crashes the kernel.
+
+Every count is forced by construction or checked against the kernel's record
+(gradelib/witness.py): signals are held (blocked) through a burst, then
+taken; realtime signals queue one per event, in order; with
+RLIMIT_SIGPENDING lowered to LIMIT (runas -l sigpending=N) exactly LIMIT of
+them queue and the rest fall back to one plain SIGIO.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gradelib import graded
+from gradelib.lab import Program
+from gradelib.vmlab import GuestProc, VmLab, VmLabSpec
+
+LAB = VmLabSpec(
+    5, "05-realtime-signals",
+    programs={"rtwatch": Program(["rtwatch.c"], sanitize=False)},
+    module="button_driver",
+    helpers=("rtprobe",),
+    harness=("asyncorder", "flushinject"),
+    devices=("/dev/button", "/dev/switch1", "/dev/switch2", "/dev/switch3"),
+    reference="03-fasync-button",
+    signals=True,
+    cmdline="slub_debug=FZP,kmalloc-*",
+)
+
+SIGNAL = re.compile(r"^signal (\d+): fd (-?\d+) (\S+) band (\S+)(?: \((.*)\))?$")
+RECORD = re.compile(r"^(\S+): seq (\d+) (pressed|released)$")
+LOST = re.compile(r"^(\S+): lost (\d+): seq (\d+) to (\d+)$")
+FLUSHED = re.compile(r"^SIGIO: the signal queue overflowed; flushed (\d+) queued signals$")
+TOTALS = re.compile(r"^rtwatch: SIG(?:INT|TERM): (\d+) signals, (\d+) overflows$")
+GOT = re.compile(r"^got fd (\d+) code (\d+) band (\S+)$")
+POLL_IN, POLL_HUP = 1, 6
+BAND_IN, BAND_HUP = "0x41", "0x18"  # si_band: POLLIN | POLLRDNORM; POLLHUP | POLLERR (fs/fcntl.c, x86)
+LIMIT = 8  # RLIMIT_SIGPENDING of the overflow tests
+BUTTON = "/dev/button"
+
+
+# --- rtwatch, its notes, and what it printed -----------------------------------------------
+
+def watch(vm: VmLab, *devices: str, driver: str = "reference", **kw) -> GuestProc:
+    """rtwatch on the notes FIFO (in its own folder) and the devices (default /dev/button)."""
+    vm.use_driver(driver)
+    w = vm.spawn("rtwatch", "notes", *(devices or (BUTTON,)), **kw)
+    w.expect("^ready", msg="rtwatch prints a line starting with `ready` once its sources are set up.")
+    return w
+
+
+def fifo(w: GuestProc) -> str:
+    return f"{w.base}.d/notes"
+
+
+def fd_of(vm: VmLab, w: GuestProc, path: str) -> int:
+    """rtwatch's descriptor of `path` (from /proc: what the kernel puts in si_fd)."""
+    found = [fd for fd, target in w.fds().items() if target == path]
+    if not found:
+        vm.fail(w.explain(f"rtwatch does not have {path} open."))
+    return found[0]
+
+
+def writer(vm: VmLab, w: GuestProc) -> GuestProc:
+    """The grader's writer of rtwatch's notes FIFO: one `note K` line per SIGUSR1 (one write(2))."""
+    n = vm.spawn("rtprobe", "notes", fifo(w), helper=True)
+    if n.expect(r"^(open|no-reader|open-error)") != "open":
+        vm.fail(w.explain("rtwatch does not have its FIFO `notes` open for reading (the grader's writer found "
+                          "no reader)."))
+    return n
+
+
+def note(n: GuestProc) -> None:
+    n.signal("USR1")
+    n.expect(r"^(wrote [0-9]+|no-reader|write-error.*)$")
+
+
+def hold(w: GuestProc) -> None:
+    w.signal("USR1")
+    w.expect(r"^holding$", msg="At SIGUSR1 rtwatch blocks its signals and says `holding`.")
+
+
+def take(w: GuestProc) -> None:
+    w.signal("USR1")
+    w.expect(r"^taking$", msg="At the next SIGUSR1 rtwatch unblocks them and says `taking`.")
+
+
+def finish(vm: VmLab, w: GuestProc) -> list[str]:
+    """SIGTERM: rtwatch prints its counts and exits 0.  Its output lines."""
+    w.signal("TERM")
+    if w.wait_exit(timeout=10) != 0:
+        vm.fail(w.explain("At SIGTERM rtwatch should print its counts (`rtwatch: SIGTERM: N signals, M overflows`) "
+                          "and exit with status 0."))
+    return w.output().splitlines()
+
+
+def after(lines: list[str], marker: str) -> list[str]:
+    """The lines after the last `marker` line."""
+    idx = [i for i, ln in enumerate(lines) if ln == marker]
+    return lines[idx[-1] + 1:] if idx else []
+
+
+def kernel(vm: VmLab, w: GuestProc, sig: str):
+    rec = vm.witness.record([w.pid]) if vm.witness else None
+    if rec is None:
+        vm.fail(f"The kernel's record of the signals is missing (a grader problem, not your code): "
+                f"{vm.witness.error if vm.witness else 'no witness'}")
+    return rec.count(w.pid, sig)
+
+
+def why_no_signal(vm: VmLab, w: GuestProc, path: str) -> str:
+    """Why rtwatch printed no signal line for an event of `path`, from what the kernel shows."""
+    rec = vm.witness.record([w.pid]) if vm.witness else None
+    rt = rec.count(w.pid, "SIGRTMIN") if rec else None
+    io = rec.count(w.pid, "SIGIO") if rec else None
+    st = w.status()
+    if st is not None:
+        if io is not None and io.generated and st == 128 + 29:
+            return ("rtwatch was killed by SIGIO: the kernel sent the plain SIGIO (" + io.line + "), so "
+                    f"{path}'s file had no realtime signal chosen with F_SETSIG, and SIGIO has no handler (TODO 1).")
+        return w.describe(st) + "."
+    if io is not None and io.generated and (rt is None or not rt.generated):
+        return (f"The kernel sent plain SIGIO, not SIGRTMIN: choose the realtime signal with fcntl(fd, F_SETSIG, "
+                f"SIGRTMIN) for each source, before O_ASYNC (TODO 1).")
+    if rt is not None and rt.taken:
+        return ("The kernel queued SIGRTMIN and rtwatch took it, but main printed no `signal N:` line: the handler "
+                "must record si_fd, si_code and si_band in the inbox (TODO 2) for main to dispatch.")
+    if rt is not None and rt.generated:
+        return "The kernel queued SIGRTMIN for rtwatch, but rtwatch never took it: is it blocked for good?"
+    return f"The kernel sent rtwatch no signal for {path}'s event."
+
+
+def signal_line(vm: VmLab, w: GuestProc, path: str, what: str, code: str = "POLL_IN",
+                band: str = BAND_IN) -> re.Match[str]:
+    line = w.expect(r"^signal ", fail=False)
+    if not line:
+        vm.fail(w.explain(f"{what}: rtwatch should print `signal N: fd F {code} band {band} ({path})`.\n  "
+                          + why_no_signal(vm, w, path)))
+    m = SIGNAL.match(line)
+    if not m:
+        vm.fail(w.explain(f"{what}: rtwatch printed `{line}`; expected `signal N: fd F CODE band 0xB (SOURCE)`."))
+    return m
+
+
+def expect_signal(vm: VmLab, w: GuestProc, m: re.Match[str], n: int | None, fd: int, code: str, band: str,
+                  path: str, what: str) -> None:
+    want = f"signal {n if n is not None else m.group(1)}: fd {fd} {code} band {band} ({path})"
+    if m.group(0) != want:
+        why = []
+        if m.group(2) != str(fd):
+            why.append(f"si_fd is the descriptor that turned O_ASYNC on: {fd} for {path}")
+        if m.group(3) != code:
+            why.append(f"si_code is the band the driver passed to kill_fasync(): {code}")
+        if m.group(4) != band:
+            why.append(f"si_band for {code} is {band}")
+        if m.group(5) != path and m.group(2) == str(fd):
+            why.append("find the source by its fd and name it")
+        if n is not None and m.group(1) != str(n):
+            why.append(f"number the signals main handles 1, 2, 3...: this is {n}")
+        vm.fail(w.explain(f"{what}: rtwatch printed `{m.group(0)}`, expected `{want}`"
+                          + (" (" + "; ".join(why) + ")" if why else "") + "."))
+
+
+def records(lines: list[str], path: str = BUTTON) -> list[tuple[int, str]]:
+    return [(int(m.group(2)), m.group(3)) for m in map(RECORD.match, lines) if m and m.group(1) == path]
+
+
+def notes_read(lines: list[str]) -> list[str]:
+    return [ln[len("notes: "):] for ln in lines if ln.startswith("notes: note ")]
+
+
+def press_release(vm: VmLab, w: GuestProc) -> int:
+    """A press and a release, each read: their seq numbers are the baseline.  The seq of the release."""
+    vm.button("press")
+    signal_line(vm, w, BUTTON, "The button was pressed while rtwatch was watching")
+    vm.button("release")
+    signal_line(vm, w, BUTTON, "The button was released while rtwatch was watching")
+    w.expect(r"^/dev/button: seq [0-9]+ released$", msg="rtwatch reads the release's record after its signal.")
+    got = records(w.output().splitlines())
+    return got[-1][0]
+
+
+# --- Task 1: one queued signal per event ------------------------------------------------------
+
+@pytest.mark.prereq
+def test_rtwatch_builds(vm_lab: VmLab) -> None:
+    vm_lab.build.program("rtwatch")
+
+
+@graded(task=1, points=5)
+def test_a_press_is_one_sigrtmin_with_the_buttons_fd_poll_in_and_band_0x41(vm: VmLab) -> None:
+    w = watch(vm)
+    fd = fd_of(vm, w, BUTTON)
+    vm.button("press")
+    m = signal_line(vm, w, BUTTON, "The button was pressed once")
+    expect_signal(vm, w, m, 1, fd, "POLL_IN", BAND_IN, BUTTON, "The button was pressed once")
+    rt = kernel(vm, w, "SIGRTMIN")
+    if rt.generated != 1 or rt.taken != 1:
+        vm.fail(w.explain(f"One press should be one SIGRTMIN, generated and taken once (kernel: {rt.line})."))
+
+
+@graded(task=1, points=7)
+def test_ten_events_while_held_are_ten_queued_signals_each_with_fd_code_and_band(vm: VmLab) -> None:
+    w = watch(vm)
+    fd = fd_of(vm, w, BUTTON)
+    hold(w)
+    for _ in range(5):
+        vm.button("click")
+    take(w)
+    what = "Five clicks (ten events) happened while rtwatch held its signals"
+    for i in range(1, 11):
+        m = signal_line(vm, w, BUTTON, f"{what}; signal {i} of 10")
+        expect_signal(vm, w, m, i, fd, "POLL_IN", BAND_IN, BUTTON, f"{what}; signal {i} of 10")
+    lines = finish(vm, w)
+    rt = kernel(vm, w, "SIGRTMIN")
+    if rt.generated != 10 or rt.merged or rt.taken != 10:
+        vm.fail(w.explain(f"{what}: a realtime signal queues once per event, so the kernel should say `generated "
+                          f"10, merged 0, taken 10` (kernel: {rt.line})."))
+    got = records(after(lines, "taking"))
+    seqs = [s for s, _ in got]
+    if len(got) != 10 or seqs != list(range(seqs[0], seqs[0] + 10)):
+        vm.fail(w.explain(f"{what}: its ten records should each be read once, in order (the first signal's drain "
+                          f"reads them all; the nine others find nothing); rtwatch read {seqs}."))
+    m = TOTALS.match(lines[-1]) if lines else None
+    if not m or m.groups() != ("10", "0"):
+        vm.fail(w.explain("At SIGTERM rtwatch's last line should count the ten signals it handled: "
+                          "`rtwatch: SIGTERM: 10 signals, 0 overflows`."))
+
+
+@graded(task=1, points=3)
+def test_f_setsig_the_handlers_and_the_owner_come_before_o_async(vm: VmLab) -> None:
+    w = watch(vm, preload=("asyncorder",), env={"ASYNCORDER_SETSIG": "1"})
+    finish(vm, w)
+    found = re.findall(r"^asyncorder: (.+)$", w.output(), re.M)
+    turned = [f for f in found if f == "O_ASYNC turned on"]
+    wrong = sorted({f for f in found if f != "O_ASYNC turned on"})
+    if len(turned) < 2:
+        vm.fail(w.explain(f"rtwatch turned O_ASYNC on with fcntl(F_SETFL) for {len(turned)} of its 2 sources "
+                          "(notes and /dev/button): without it a source sends nothing."))
+    if wrong:
+        vm.fail(w.explain("When rtwatch turned O_ASYNC on, an event at that moment would have been lost or killed "
+                          "it: " + "; ".join(wrong) + ". Install the handler (SA_SIGINFO) for SIGRTMIN and SIGIO, "
+                          "then per source F_SETOWN and F_SETSIG, and only then O_ASYNC."))
+
+
+@graded(task=1, points=5)
+def test_rtwatch_s_handler_calls_only_async_signal_safe_functions_and_keeps_errno(vm: VmLab) -> None:
+    w = watch(vm)
+    n = writer(vm, w)
+    for act in ("press", "release"):
+        vm.button(act)
+        signal_line(vm, w, BUTTON, f"The button was {act}ed" if act == "press" else "The button was released")
+    note(n)
+    signal_line(vm, w, "notes", "A note was written to the FIFO")
+    finish(vm, w)
+    unsafe, errno_changed = w.sigsafe(), w.sigsafe(errno_findings=True)
+    if unsafe:
+        vm.fail(w.explain("rtwatch's handler calls functions that are not async-signal-safe (signal-safety(7)): "
+                          "it should only record si_fd, si_code and si_band for main:\n"
+                          + "\n".join(f"    | {x}" for x in unsafe)))
+    if errno_changed:
+        vm.fail(w.explain("rtwatch's handler returns with errno changed, which main may be about to read: save "
+                          "it on entry and restore it on return, or call nothing that sets it:\n"
+                          + "\n".join(f"    | {x}" for x in errno_changed)))
+
+
+# --- Task 2: one handler, many sources --------------------------------------------------------
+
+@graded(task=2, points=4)
+def test_a_note_is_read_after_a_signal_with_the_fifo_s_fd(vm: VmLab) -> None:
+    w = watch(vm)
+    fd = fd_of(vm, w, fifo(w))
+    n = writer(vm, w)
+    note(n)
+    m = signal_line(vm, w, "notes", "A line was written to the notes FIFO")
+    expect_signal(vm, w, m, 1, fd, "POLL_IN", BAND_IN, "notes", "A line was written to the notes FIFO")
+    line = w.expect(r"^notes: ", fail=False)
+    if line != "notes: note 1":
+        vm.fail(w.explain(f"After the FIFO's signal rtwatch should read it until EAGAIN and print `notes: note 1`; "
+                          f"it printed `{line or 'nothing'}` (dispatch POLL_IN to drain())."))
+
+
+@graded(task=2, points=6)
+def test_events_of_two_sources_are_told_apart_by_si_fd(vm: VmLab) -> None:
+    w = watch(vm)
+    fds = {BUTTON: fd_of(vm, w, BUTTON), "notes": fd_of(vm, w, fifo(w))}
+    n = writer(vm, w)
+    hold(w)
+    vm.button("press")
+    note(n)
+    vm.button("release")
+    note(n)
+    take(w)
+    order = [BUTTON, "notes", BUTTON, "notes"]
+    what = "While rtwatch held its signals: a press, a note, a release, a note"
+    for i, src in enumerate(order, 1):
+        m = signal_line(vm, w, src, f"{what}; signal {i} of 4")
+        expect_signal(vm, w, m, i, fds[src], "POLL_IN", BAND_IN, src, f"{what}; signal {i} of 4 (realtime signals "
+                      "are delivered in the order they were queued)")
+    lines = after(finish(vm, w), "taking")
+    # Which signal each line of data came after.
+    where, seen = {}, []
+    for ln in lines:
+        m = SIGNAL.match(ln)
+        if m:
+            where = {"fd": int(m.group(2))}
+            continue
+        src = BUTTON if RECORD.match(ln) and ln.startswith(BUTTON + ":") else "notes" if ln.startswith("notes: ") else ""
+        if src:
+            seen.append((src, ln, where.get("fd")))
+    wrong = [f"`{ln}` after the signal of fd {fd}" for src, ln, fd in seen if fd != fds[src]]
+    want = [("/dev/button", "pressed"), ("/dev/button", "released")]
+    got = [(BUTTON, s) for _, s in records(lines)]
+    if wrong or got != want or notes_read(lines) != ["note 1", "note 2"]:
+        vm.fail(w.explain(f"{what}. The first signal of /dev/button (fd {fds[BUTTON]}) should read both its records, "
+                          f"the first of notes (fd {fds['notes']}) both notes, each source only after a signal of "
+                          "its own fd: dispatch on si_fd, read only that source."
+                          + ("\n  Read after another source's signal: " + "; ".join(wrong) if wrong else "")))
+
+
+@graded(task=2, points=5)
+def test_the_writer_closing_the_fifo_is_its_end_of_file_and_rtwatch_goes_on(vm: VmLab) -> None:
+    w = watch(vm)
+    fd = fd_of(vm, w, fifo(w))
+    n = writer(vm, w)
+    note(n)
+    w.expect(r"^notes: note 1$", msg="A note was written to the FIFO.")
+    n.signal("USR2")
+    n.expect(r"^closed$")
+    m = signal_line(vm, w, "notes", "The FIFO's only writer closed it")
+    expect_signal(vm, w, m, 2, fd, "POLL_IN", BAND_IN, "notes", "The FIFO's only writer closed it (a pipe "
+                  "reports that as POLL_IN: there is something to read, the end of file)")
+    line = w.expect(r"^notes: ", fail=False)
+    if line != "notes: end of file":
+        vm.fail(w.explain(f"The writer closed the FIFO: read(2) returns 0, and rtwatch should say `notes: end of "
+                          f"file`; it printed `{line or 'nothing'}`."))
+    note(n)  # a new writer opens it again
+    line = w.expect(r"^notes: ", fail=False)
+    vm.button("press")
+    rec = w.expect(r"^/dev/button: ", fail=False)
+    if line != "notes: note 2" or not rec.endswith("pressed"):
+        vm.fail(w.explain("After the end of file rtwatch should go on: keep the FIFO open (a new writer may come: "
+                          "its note 2 must be read) and keep watching /dev/button (a press must be read)."))
+
+
+# --- Task 3: when the queue is full ------------------------------------------------------------
+
+def overflow(vm: VmLab, **kw) -> tuple[GuestProc, int, list[str]]:
+    """rtwatch with RLIMIT_SIGPENDING = LIMIT: a press and a release (the baseline), then, held, 100 events
+    and three notes: LIMIT signals queue, the rest overflow into one SIGIO.  Taken again, rtwatch
+    resynchronises.  Returns rtwatch, the seq before the burst, and the lines from `taking` to
+    `resynchronised`."""
+    w = watch(vm, sigpending=LIMIT, **kw)
+    n = writer(vm, w)
+    s0 = press_release(vm, w)
+    hold(w)
+    vm.button("burst 50 0")
+    for _ in range(3):
+        note(n)
+    take(w)
+    line = w.expect(r"^resynchronised$", fail=False, timeout=10)
+    if not line:
+        st = w.status()
+        io = kernel(vm, w, "SIGIO")
+        rt = kernel(vm, w, "SIGRTMIN")
+        if st == 128 + 29:
+            vm.fail(w.explain(f"rtwatch was held through 100 events and 3 notes with RLIMIT_SIGPENDING {LIMIT}: "
+                              f"{LIMIT} signals queued, then the queue was full ({rt.line}) and the kernel sent "
+                              "plain SIGIO instead, whose default action killed rtwatch. Handle SIGIO (the same "
+                              "handler), and treat it as: resynchronise."))
+        vm.fail(w.explain(f"The realtime queue overflowed (kernel: {rt.line}; {io.line}): at the SIGIO rtwatch "
+                          "should flush the queued signals, read every source and say `resynchronised` (TODO 4)."))
+    lines = w.output().splitlines()
+    start = max(i for i, ln in enumerate(lines) if ln == "taking")
+    end = max(i for i, ln in enumerate(lines) if ln == "resynchronised")
+    return w, s0, lines[start + 1:end + 1]
+
+
+@graded(task=3, points=5)
+def test_a_full_queue_s_sigio_does_not_kill_rtwatch_and_starts_a_resync(vm: VmLab) -> None:
+    w, _, lines = overflow(vm)
+    rt = kernel(vm, w, "SIGRTMIN")
+    io = kernel(vm, w, "SIGIO")
+    if not rt.queue_full or io.taken != 1:
+        vm.fail(w.explain(f"With RLIMIT_SIGPENDING {LIMIT} and 103 events held, the queue should fill and one "
+                          f"SIGIO be taken (kernel: {rt.line}; {io.line})."))
+    if not any(FLUSHED.match(ln) for ln in lines):
+        vm.fail(w.explain("After the SIGIO rtwatch should say `SIGIO: the signal queue overflowed; flushed N queued "
+                          "signals` before it reads the sources."))
+    if w.status() is not None:
+        vm.fail(w.explain("rtwatch should go on running after a resynchronisation."))
+
+
+@graded(task=3, points=5)
+def test_the_resync_flushes_exactly_the_signals_left_in_the_queue(vm: VmLab) -> None:
+    w, _, lines = overflow(vm)
+    flushed = [int(m.group(1)) for m in map(FLUSHED.match, lines) if m]
+    stale = [ln for ln in lines if SIGNAL.match(ln)]
+    rt = kernel(vm, w, "SIGRTMIN")
+    if flushed != [LIMIT] or stale:
+        vm.fail(w.explain(f"When the SIGIO came, the queue held {LIMIT} SIGRTMIN (RLIMIT_SIGPENDING {LIMIT}; "
+                          f"kernel: {rt.line}), all stale: the resync reads every source anyway. Take them with "
+                          f"sigtimedwait() and a zero timeout until EAGAIN, say `flushed {LIMIT}`, and handle none "
+                          f"of them as a signal (rtwatch printed {len(stale)} `signal` lines during the resync)."))
+    r = vm.run(f"grep SigQ /proc/{w.pid}/status", what="reading rtwatch's queue")
+    if not r.stdout.split()[1:2] == [f"0/{LIMIT}"]:
+        vm.fail(w.explain(f"After the resync rtwatch's queue should be empty; /proc says `{r.stdout.strip()}`."))
+
+
+@graded(task=3, points=8)
+def test_after_an_overflow_every_event_is_read_or_named_lost_and_every_note_read(vm: VmLab) -> None:
+    w, s0, lines = overflow(vm)
+    covered: list[int] = []
+    lost = 0
+    for ln in lines:
+        m = LOST.match(ln)
+        if m and m.group(1) == BUTTON:
+            a, b = int(m.group(3)), int(m.group(4))
+            covered += range(a, b + 1)
+            lost += int(m.group(2))
+        m = RECORD.match(ln)
+        if m and m.group(1) == BUTTON:
+            covered.append(int(m.group(2)))
+    want = list(range(s0 + 1, s0 + 101))
+    if sorted(covered) != want or lost != len(want) - len(records(lines)):
+        vm.fail(w.explain(f"While rtwatch held its signals, `button burst 50 0` made events seq {s0 + 1} to "
+                          f"{s0 + 100}; the ring kept the newest 64. After the overflow every one of them must be "
+                          "read or named in a `lost N: seq A to B` line, each once: after flushing, poll(2) every "
+                          "source and read each that has something until EAGAIN."))
+    if notes_read(lines) != ["note 1", "note 2", "note 3"]:
+        vm.fail(w.explain("Three notes were written while the queue was full: the resync must read them too "
+                          f"(it read {notes_read(lines)})."))
+
+
+@graded(task=3, points=4)
+def test_an_event_during_the_flush_is_read_by_the_same_resync(vm: VmLab) -> None:
+    # flushinject writes `note injected` to the FIFO during the flush (grader/harness/flushinject.c);
+    # rtwatch runs in its own folder, where its FIFO is `notes`.
+    w, _, lines = overflow(vm, preload=("flushinject",), env={"FLUSHINJECT_FIFO": "notes"})
+    if "flushinject: wrote the note during the flush" not in w.output():
+        vm.fail(w.explain("The grader's harness saw no flush: rtwatch should take the stale signals with "
+                          "sigtimedwait() and a zero timeout (or set SIGRTMIN to SIG_IGN and back) before it reads "
+                          "the sources."))
+    if "notes: note injected" not in lines:
+        vm.fail(w.explain("The grader wrote a note to the FIFO while rtwatch was flushing (its signal was flushed "
+                          "with the stale ones): the same resync must read it. Flush first, then poll and read: an "
+                          "event whose signal the flush threw away happened before the reading, so the reading "
+                          "sees it."))
+
+
+@graded(task=3, points=3)
+def test_the_counts_at_exit_are_the_kernel_s(vm: VmLab) -> None:
+    w, _, _ = overflow(vm)
+    vm.button("burst 200 0", timeout=60)  # not held: the queue fills and empties as it goes
+    lines = finish(vm, w)
+    flushed = sum(int(m.group(1)) for m in map(FLUSHED.match, lines) if m)
+    m = TOTALS.match(lines[-1]) if lines else None
+    rt, io = kernel(vm, w, "SIGRTMIN"), kernel(vm, w, "SIGIO")
+    if not m or int(m.group(1)) + flushed != rt.taken or int(m.group(2)) != io.taken:
+        vm.fail(w.explain(f"rtwatch's last line should be `rtwatch: SIGTERM: N signals, M overflows`: N the realtime "
+                          f"signals it handled (the kernel's taken, {rt.taken}, less the {flushed} it flushed) and "
+                          f"M the SIGIOs (taken {io.taken})."))
+
+
+# --- Task 4: one driver, four devices (the student's driver) -------------------------------------
+
+@pytest.mark.prereq
+def test_the_module_builds_with_no_warnings(vm_lab: VmLab) -> None:
+    if vm_lab.kbuild is None:
+        pytest.fail(vm_lab.broken or "the module was not built", pytrace=False)
+    b = vm_lab.kbuild
+    if not b.ok:
+        pytest.fail("button_driver.ko does not build against the VM kernel's headers (make in "
+                    "labs/05-realtime-signals shows the same). The compiler's first errors:\n"
+                    + "\n".join("    | " + ln for ln in b.summary(15).splitlines()), pytrace=False)
+    if b.warnings:
+        pytest.fail("button_driver.c builds, but with warnings (the grader builds with W=1, like `make`); "
+                    "fix them:\n" + "\n".join("    | " + w for w in b.warnings[:10]), pytrace=False)
+
+
+NODES = [BUTTON, "/dev/switch1", "/dev/switch2", "/dev/switch3"]
+
+
+def rtprobe(vm: VmLab, *paths: str) -> tuple[GuestProc, dict[str, int]]:
+    """The grader's watcher: each path with F_SETSIG SIGRTMIN; its fds by path."""
+    p = vm.spawn("rtprobe", "watch", *paths, helper=True)
+    line = p.expect(r"^(ready|open-error.*|fcntl-error.*)$")
+    if line != "ready":
+        vm.fail(p.explain(f"The grader's watcher could not set up {', '.join(paths)}: `{line}`."))
+    return p, {path: int(fd) for fd, path in re.findall(r"^fd (\d+) (\S+)$", p.output(), re.M)}
+
+
+def check(p: GuestProc) -> dict[str, str]:
+    """Tell the watcher to read and poll every file: {"read PATH": result, "poll PATH": revents}."""
+    p.signal("USR1")
+    p.expect(r"^checked$", msg="The grader's watcher read and polled its files.")
+    text = p.output().rsplit("checked", 2)[-2]
+    return {f"{k} {path}": v.strip() for k, path, v in re.findall(r"^(read|poll) (\S+) (.*)$", text, re.M)}
+
+
+def gots(p: GuestProc) -> list[tuple[int, int, str]]:
+    return [(int(a), int(b), c) for a, b, c in re.findall(r"^got fd (\d+) code (\d+) band (\S+)$", p.output(), re.M)]
+
+
+@graded(task=4, points=5)
+def test_the_driver_makes_a_node_for_the_button_and_each_switch_and_rmmod_removes_them(vm: VmLab) -> None:
+    vm.use_driver("student")
+    missing = [n for n in NODES if not vm.run(f"test -c {n}").ok]
+    if missing:
+        vm.fail(f"With your driver loaded, {', '.join(missing)} should exist: one misc device per bound device, "
+                "named after it (the board's wb-button and wb-switch.1 to .3; TODO 5: the platform_device_id table, "
+                "and the name from pdev->id).")
+    r = vm.run("rmmod button_driver", timeout=20, what="rmmod button_driver")
+    left = [n for n in NODES if vm.run(f"test -e {n}").ok]
+    irqs = vm.run("grep -c ' button_driver$' /proc/interrupts").stdout.strip()
+    vm.use_driver("student")
+    if not r.ok or left or irqs not in ("", "0"):
+        vm.fail(f"`rmmod button_driver` should remove the four devices and free their IRQs: "
+                f"{(r.stderr or r.stdout).strip() or 'it succeeded'}; left: {', '.join(left) or 'no node'}, "
+                f"{irqs or 0} IRQ(s) still in /proc/interrupts.")
+
+
+@graded(task=4, points=5)
+def test_a_switch_s_events_are_read_from_its_own_node_numbered_from_1(vm: VmLab) -> None:
+    vm.use_driver("student")
+    p, _ = rtprobe(vm, BUTTON, "/dev/switch2")
+    vm.button("press 2")
+    vm.button("release 2")
+    got = check(p)
+    if got.get("read /dev/switch2") != "2: 1 1, 2 0" or got.get("read /dev/button") != "0:":
+        vm.fail(p.explain(f"Switch 2 was pressed and released: /dev/switch2 should give two records, seq 1 pressed "
+                          f"and seq 2 released (each device counts its own events), and /dev/button none. The "
+                          f"grader read `{got.get('read /dev/switch2')}` and `{got.get('read /dev/button')}`."))
+
+
+@graded(task=4, points=5)
+def test_a_switch_signals_only_its_own_files_with_poll_in(vm: VmLab) -> None:
+    vm.use_driver("student")
+    p, fds = rtprobe(vm, BUTTON, "/dev/switch1")
+    vm.button("press 1")
+    p.expect(r"^got ", msg="Switch 1 was pressed while the grader's watcher had /dev/switch1 registered.")
+    vm.button("press")
+    p.expect(r"^got ", msg="The button was pressed while the grader's watcher had /dev/button registered.")
+    check(p)
+    want = [(fds["/dev/switch1"], POLL_IN, BAND_IN), (fds[BUTTON], POLL_IN, BAND_IN)]
+    if gots(p) != want:
+        vm.fail(p.explain(f"A press of switch 1, then of the button: the watcher (F_SETSIG SIGRTMIN on both) should "
+                          f"get one signal each, from its own file: (fd, si_code, si_band) = {want}; it got "
+                          f"{gots(p)}. Each device has its own fasync list; kill_fasync(..., POLL_IN) per event."))
+
+
+# --- Task 5: hot-unplug (the student's driver; last in the boot) ----------------------------------
+
+def close_unsafe(vm: VmLab) -> bool:
+    """Whether closing a file after an unplug crashed this driver (the first test of task 5 finds out)."""
+    return getattr(vm, "lab5_close_unsafe", False)
+
+
+def unplugged_done(vm: VmLab, failed: bool) -> None:
+    """After a test that unplugged the button with files open: plug it back, or, when closing those files
+    may crash the kernel, leave this VM with them open and give the next test a fresh one."""
+    if failed or close_unsafe(vm):
+        vm.fresh_vm_next("a test left files open on an unplugged device")
+    else:
+        vm.run("button plug 0 2>/dev/null; true", what="`button plug`")
+
+
+def unplug(vm: VmLab) -> None:
+    vm.sh("button unplug", what="`button unplug` (your driver's remove() runs with files open)")
+
+
+def failing(vm: VmLab, msg: str) -> None:
+    unplugged_done(vm, True)
+    vm.fail(msg)
+
+
+@graded(task=5, points=5)
+def test_closing_files_after_an_unplug_is_safe_and_then_rmmod_works(vm: VmLab) -> None:
+    vm.use_driver("student")
+    p, _ = rtprobe(vm, BUTTON)
+    vm.button("press")
+    unplug(vm)
+    vm.lab5_close_unsafe = True  # type: ignore[attr-defined]  (until the close is seen to return)
+    p.signal("USR2")  # close both files: an Oops fails the test here, naming where
+    p.expect(r"^closed$", msg="The grader's watcher closed its file of /dev/button (unplugged).")
+    vm.lab5_close_unsafe = False  # type: ignore[attr-defined]
+    r = vm.run("rmmod button_driver", timeout=20, what="rmmod button_driver")
+    vm.run("button plug 0 2>/dev/null; true", what="`button plug`")
+    if not r.ok:
+        vm.fail(f"After the unplug, once every file was closed, `rmmod button_driver` failed: "
+                f"{(r.stderr or r.stdout).strip()}.")
+
+
+@graded(task=5, points=5)
+def test_an_unplug_sends_poll_hup_with_band_0x18_to_a_registered_file(vm: VmLab) -> None:
+    vm.use_driver("student")
+    p, fds = rtprobe(vm, BUTTON)
+    unplug(vm)
+    line = p.expect(r"^got ", fail=False, timeout=5)
+    want = (fds[BUTTON], POLL_HUP, BAND_HUP)
+    if gots(p) != [want]:
+        failing(vm, p.explain(f"`button unplug` took /dev/button away while the grader's watcher had it registered "
+                              f"(F_SETSIG SIGRTMIN): it should get exactly one signal, (fd, si_code, si_band) = "
+                              f"{want}: kill_fasync(&queue, SIGIO, POLL_HUP) in remove(). It got "
+                              f"{gots(p) if line else 'none'}."))
+    unplugged_done(vm, False)
+
+
+@graded(task=5, points=4)
+def test_after_an_unplug_read_fails_with_enodev_and_wakes_a_blocked_reader(vm: VmLab) -> None:
+    vm.use_driver("student")
+    p, _ = rtprobe(vm, BUTTON)
+    vm.button("press")  # a record in the ring: read fails all the same, as evdev's does
+    r = vm.spawn("rtprobe", "read", BUTTON, helper=True)
+    r.expect(r"^waiting$")
+    vm.run(f"p={r.pid}; i=0; while [ $i -lt 300 ]; do set -- $(cat /proc/$p/syscall); [ \"$1\" = 0 ] && exit 0; "
+           f"usleep 10000; i=$((i+1)); done", what="waiting for the reader to sleep in read")
+    unplug(vm)
+    line = r.expect(r"^read ", fail=False, timeout=5)
+    if line != "read -1 ENODEV":
+        failing(vm, r.explain(f"A reader was asleep in read(2) on /dev/button when it was unplugged: remove() must "
+                              f"wake it and read() return -ENODEV; it {'returned `' + line + '`' if line else 'still sleeps'}."))
+    got = check(p)
+    if got.get(f"read {BUTTON}") != "-1 ENODEV":
+        failing(vm, p.explain(f"After the unplug, a read(2) of a file still open on /dev/button should fail with "
+                              f"ENODEV (even with a record left in its ring, as evdev does); it gave "
+                              f"`{got.get(f'read {BUTTON}')}`."))
+    unplugged_done(vm, False)
+
+
+@graded(task=5, points=4)
+def test_after_an_unplug_poll_reports_pollhup_and_pollerr_and_wakes_a_poller(vm: VmLab) -> None:
+    vm.use_driver("student")
+    r = vm.spawn("rtprobe", "poll", BUTTON, helper=True)
+    r.expect(r"^waiting$")
+    vm.run(f"p={r.pid}; i=0; while [ $i -lt 300 ]; do set -- $(cat /proc/$p/syscall); [ \"$1\" = 7 ] && exit 0; "
+           f"usleep 10000; i=$((i+1)); done", what="waiting for the poller to sleep in poll")
+    unplug(vm)
+    line = r.expect(r"^poll ", fail=False, timeout=5)
+    if line != "poll 1 0x18":
+        failing(vm, r.explain(f"A process was asleep in poll(2) on /dev/button when it was unplugged: it must be "
+                              f"woken, and poll report EPOLLHUP | EPOLLERR (revents 0x18); "
+                              f"{'it gave `' + line + '`' if line else 'it still sleeps'}."))
+    unplugged_done(vm, False)
+
+
+@graded(task=5, points=3)
+def test_plug_brings_the_device_back_and_old_files_stay_gone(vm: VmLab) -> None:
+    vm.use_driver("student")
+    old, _ = rtprobe(vm, BUTTON)
+    unplug(vm)
+    vm.sh("button plug", what="`button plug` (your driver's probe() runs again)")
+    if not vm.run(f"test -c {BUTTON}").ok:
+        failing(vm, "After `button plug` the driver's probe() should make /dev/button again.")
+    new, _ = rtprobe(vm, BUTTON)
+    vm.button("press")
+    got_new, got_old = check(new).get(f"read {BUTTON}"), check(old).get(f"read {BUTTON}")
+    if got_new != "1: 1 1":
+        failing(vm, new.explain(f"After an unplug and a plug, a press: a file opened on the new /dev/button should "
+                                f"read it as seq 1 (a new device counts from 1); it read `{got_new}`."))
+    if got_old != "-1 ENODEV":
+        failing(vm, old.explain(f"After an unplug and a plug, a file opened before the unplug still belongs to the "
+                                f"old device: its read(2) fails with ENODEV, it never sees the new device's press; "
+                                f"it read `{got_old}`."))
+    if close_unsafe(vm):
+        vm.fresh_vm_next("a test left files open on an unplugged device")
+
+
+@graded(task=5, points=4)
+def test_rtwatch_reports_an_unplugged_device_as_a_hangup_and_goes_on(vm: VmLab) -> None:
+    w = watch(vm, driver="student")
+    fd = fd_of(vm, w, BUTTON)
+    n = writer(vm, w)
+    unplug(vm)
+    m = signal_line(vm, w, BUTTON, "/dev/button was unplugged while rtwatch watched it", "POLL_HUP", BAND_HUP)
+    expect_signal(vm, w, m, 1, fd, "POLL_HUP", BAND_HUP, BUTTON, "/dev/button was unplugged while rtwatch "
+                  "watched it (your driver's POLL_HUP, tested alone above, reaching rtwatch)")
+    line = w.expect(r"^/dev/button: ", fail=False)
+    if line != "/dev/button: hangup":
+        failing(vm, w.explain(f"At POLL_HUP rtwatch should say `/dev/button: hangup` and close the file (TODO 3); it "
+                              f"printed `{line or 'nothing'}`."))
+    note(n)
+    got = w.expect(r"^notes: ", fail=False)
+    if got != "notes: note 1":
+        failing(vm, w.explain(f"After the hangup of /dev/button rtwatch should go on with its other sources: a note "
+                              f"written then should print `notes: note 1`; it printed `{got or 'nothing'}`."))
+    if fd in w.fds():
+        failing(vm, w.explain("After the hangup rtwatch should close /dev/button: its open file keeps the driver's "
+                              "state alive."))
+    unplugged_done(vm, False)
