@@ -309,6 +309,7 @@ def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages:
     for x in s.results:
         labs.setdefault(x["lab"], []).append(x)
     next_step = None
+    prereq = None  # the first failing prerequisite (a build), the next step when no graded test failed
     # wide enough for the longest lab title, so every score stands in one column
     width = max([64] + [len(f"Lab {n}: {lab_title(rs[0]['folder'])}") + 2 for n, rs in labs.items()])
     for n in sorted(labs):
@@ -320,7 +321,12 @@ def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages:
         out.append(f"Lab {n}: {lab_title(folder)}".ljust(width) + f"{got:>4}/{tot}")
         for x in rs:
             if x["prereq"] and x["outcome"] != "passed":
-                out.append(f"  ! {x['name']}: " + _first_line(x["message"]))
+                lines = x["message"].strip().splitlines() or [""]
+                out.append(f"  ! {x['name']}: " + lines[0])
+                if lines[0].endswith(":"):  # the first line announces a list (the compiler's errors): show its start
+                    out.extend("    " + ln for ln in lines[1:4])
+                if prereq is None:
+                    prereq = (n, folder, x)
         out.extend(_kernel_trouble(rs))
         firsts: dict[str, int] = {}
         for x in rs:
@@ -354,7 +360,12 @@ def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages:
         out.append("")
         out.extend(f"warning: {w}" for w in s.warnings[:10])
     out.append("")
-    if next_step is None:
+    if next_step is None and prereq is not None:
+        n, folder, x = prereq
+        out.append(f"Next step: Lab {n}: {x['name']} failed (it carries no points, but the tests need it).")
+        out.extend("  " + ln for ln in x["message"].splitlines()[:20])
+        out.append(f"  Every test's message is in {how.report}.")
+    elif next_step is None:
         out.append("All tests pass: full marks.")
     else:
         n, folder, t, title, x = next_step

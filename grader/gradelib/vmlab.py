@@ -561,6 +561,19 @@ class VmLab:
         pytest.fail(f"During this test {what}.{excerpt}", pytrace=False)
 
     # --- running commands ------------------------------------------------------
+    def check_module_build(self) -> None:
+        """The prerequisite of every lab with a module: it builds with kbuild, W=1, with no warnings."""
+        b = self.kbuild
+        if b is None:
+            pytest.fail(self.broken or "the module was not built", pytrace=False)
+        if not b.ok:
+            pytest.fail(f"{self.spec.module}.ko does not build against the VM kernel's headers (`make` in "
+                        f"labs/{self.spec.folder} builds it the same way, with W=1). The compiler's first errors:\n"
+                        + "\n".join("    | " + ln for ln in b.summary(15).splitlines()), pytrace=False)
+        if b.warnings:
+            pytest.fail(f"{self.spec.module}.c builds, but with warnings (the grader builds with W=1, like `make`); "
+                        "fix them:\n" + "\n".join("    | " + w for w in b.warnings[:10]), pytrace=False)
+
     def fail(self, msg: str, signals: bool = False) -> None:
         """Fail the test; the kernel's complaint, if it made one, goes with the message, and so does its
         record of the signals of the processes the test started (with signals=True, or in a lab about

@@ -167,3 +167,17 @@ def test_under_load_the_solutions_still_get_full_marks(tmp_path: Path) -> None:
             h.kill()
             h.wait()
     assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_a_failed_build_alone_is_the_next_step_never_full_marks() -> None:
+    """A module that builds with warnings while every graded test passes (or none was selected)."""
+    from gradelib.cli import Summary, render
+    msg = "button_driver.c builds, but with warnings; fix them:\n    | button_driver.c:83:13: warning: unused variable"
+    s = Summary(score=0, max_score=0, results=[{
+        "lab": 3, "folder": "03-fasync-button", "task": 0, "name": "test_the_module_builds_with_no_warnings",
+        "points": 0, "prereq": True, "outcome": "failed", "message": msg}])
+    text = render(s, STARTER)
+    assert not s.full_marks
+    assert "full marks" not in text, text
+    assert "Next step: Lab 3: test_the_module_builds_with_no_warnings" in text, text
+    assert "unused variable" in text, text
