@@ -371,9 +371,16 @@ def test_with_t_ten_events_while_held_are_ten_signals_read_once(vm: VmLab) -> No
 
 @graded(task=4, points=5)
 def test_with_s_the_signals_are_read_from_a_signalfd_in_an_epoll_set(vm: VmLab) -> None:
-    w = watch(vm, "-s")
+    w = watch(vm, "-s", "-t", "200")
+    line = w.expect(r"^timeout", fail=False, timeout=5)
+    if line != "timeout: no signal in 200 ms":
+        vm.fail(w.explain("sigwatch -s -t 200 with nothing happening should say `timeout: no signal in 200 ms`: "
+                          f"epoll_wait() with that timeout returns 0 (TODO 6). It printed `{line or 'nothing'}`."))
+    stopped(vm, w)
+    continued(vm, w)  # epoll_wait() fails with EINTR: wait again
     vm.button("press")
-    signal_line(vm, w, BUTTON, "sigwatch -s: the button was pressed")
+    signal_line(vm, w, BUTTON, "sigwatch -s -t 200, stopped and continued (epoll_wait() fails with EINTR: wait "
+                "again), then the button was pressed")
     kinds = set(w.fds().values())
     calls = {syscall(vm, w.pid) for _ in range(3)}
     if "anon_inode:[signalfd]" not in kinds or "anon_inode:[eventpoll]" not in kinds:
