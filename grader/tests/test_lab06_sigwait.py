@@ -30,6 +30,7 @@ LAB = VmLabSpec(
     6, "06-sigwaitinfo",
     programs={"sigwatch": Program(["sigwatch.c"], sanitize=False, ldflags=["-pthread"])},
     helpers=("rtprobe",),
+    harness=("asyncorder",),
     devices=(BUTTON,),
     reference="03-fasync-button",
     signals=True,
@@ -144,7 +145,7 @@ def test_a_press_is_one_sigrtmin_taken_with_the_buttons_fd_poll_in_and_band_0x41
         vm.fail(w.explain(f"One press should be one SIGRTMIN, generated and taken once (kernel: {rt.line})."))
 
 
-@graded(task=1, points=8)
+@graded(task=1, points=5)
 def test_ten_events_while_held_are_ten_signals_each_read_once_in_order(vm: VmLab) -> None:
     w = watch(vm)
     fd = fd_of(vm, w, BUTTON)
@@ -184,6 +185,21 @@ def test_sigwatch_has_no_handler_and_blocks_every_signal_it_takes(vm: VmLab) -> 
         vm.fail(w.explain(f"sigwatch does not block {', '.join(unblocked)} (SigBlk in /proc/PID/status, read while "
                           "it was stopped, out of its wait): a signal sigwatch takes must stay blocked from the "
                           "start (TODO 1), or it is delivered whenever it comes: its default action terminates."))
+
+
+@graded(task=1, points=3)
+def test_the_signals_are_blocked_before_o_async_turns_them_on(vm: VmLab) -> None:
+    # asyncorder (grader/harness/asyncorder.c) looks at the mask of the thread that turns O_ASYNC on, then.
+    for opts in ((), ("-T",)):
+        w = watch(vm, *opts, preload=("asyncorder",), env={"ASYNCORDER_BLOCKED": "1", "ASYNCORDER_SETSIG": "1"})
+        found = re.findall(r"^asyncorder: (.+)$", w.output(), re.M)
+        wrong = sorted({f for f in found if f != "O_ASYNC turned on"})
+        if found.count("O_ASYNC turned on") < 2:
+            vm.fail(w.explain(f"sigwatch {' '.join(opts)} turned O_ASYNC on for fewer than its 2 sources."))
+        if wrong:
+            vm.fail(w.explain(f"sigwatch {' '.join(opts)}: " + "; ".join(wrong) + ". Block the signals first "
+                              "(TODO 1), before any source is set up and before any thread is created: an event "
+                              "between O_ASYNC and the wait would end the process."))
 
 
 @graded(task=1, points=5)
