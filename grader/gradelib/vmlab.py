@@ -826,8 +826,10 @@ class VmLab:
             prep = (f"mkdir {base}.d && chown {STUDENT_UID}:{STUDENT_UID} {base}.d && "
                     + (f"touch {log} && chown {STUDENT_UID} {log} && " if log else ""))
         inner = shlex.quote(f"echo $$ > {base}.pid; exec {argv}")
-        # The status file is written when the program ends: 128+N when signal N killed it.
-        cmd = (f"{prep}( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.status ) "
+        # The status file appears when the program ends (128+N when signal N killed it), whole: written
+        # under another name and renamed, so a reader never finds it created but still empty.
+        cmd = (f"{prep}( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.st; "
+               f"mv {base}.st {base}.status ) "
                f">/dev/null 2>&1 </dev/null & "
                f"while [ ! -s {base}.pid ]; do usleep 5000; done; cat {base}.pid")
         what = " ".join([name, *args])
