@@ -131,10 +131,13 @@ def feed_at_prompt(proc: subprocess.Popen) -> None:
     threading.Thread(target=forward, daemon=True).start()
     seen = b""
     out = sys.stdout.buffer
+    plain = not sys.stdout.isatty()
     while True:
         chunk = proc.stdout.read1(4096)
         if not chunk:
             break
+        if plain:  # the line editor's cursor query (ESC [6n) means nothing in a file or a pipe
+            chunk = chunk.replace(b"\x1b[6n", b"")
         out.write(chunk)
         out.flush()
         if not prompted.is_set():

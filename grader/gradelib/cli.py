@@ -270,6 +270,13 @@ def rerun_command(x: dict, how: Rerun) -> str:
     return f"grader/grade --lab {x['lab']} -k {x['name']}{sub}"
 
 
+def whole_lab_command(lab: int, how: Rerun) -> str:
+    """The command that grades all of a lab, the way the student ran the grader."""
+    if how.make:
+        return f"make grade LAB={lab}" + (f" SUBMISSION={how.submission}" if how.submission else "")
+    return f"grader/grade --lab {lab}" + (f" {how.submission}" if how.submission else "")
+
+
 @dataclass
 class Rerun:
     make: bool = False  # the student ran `make grade` (the Makefile says so in GRADE_VIA)
@@ -363,8 +370,11 @@ def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages:
     if next_step is None and prereq is not None:
         n, folder, x = prereq
         out.append(f"Next step: Lab {n}: {x['name']} failed (it carries no points, but the tests need it).")
-        out.extend("  " + ln for ln in x["message"].splitlines()[:20])
+        out.extend(_excerpt(x["message"], how.report))
         out.append(f"  Every test's message is in {how.report}.")
+    elif next_step is None and all_messages:  # a task or a test was selected: the rest of the lab did not run
+        out.append("Every selected test passes. The rest of the lab was not run: "
+                   + " and ".join(f"`{whole_lab_command(n, how)}`" for n in sorted(labs)) + " grades all of it.")
     elif next_step is None:
         out.append("All tests pass: full marks.")
     else:
@@ -374,9 +384,22 @@ def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages:
         failing = [y for y in s.results if y["outcome"] != "passed"] if all_messages else [x]
         for y in failing:
             out.append(f"  {'First failing test' if y is x and not all_messages else 'Failing test'}: {y['name']}")
-            out.extend("  " + ln for ln in y["message"].splitlines()[:20])
+            out.extend(_excerpt(y["message"], how.report))
         out.append(f"  Every test's message is in {how.report}.")
     return "\n".join(out)
+
+
+CONSOLE_LINES = 30  # of one test's message on the console; report.txt has it all
+
+
+def _excerpt(msg: str, report: str) -> list[str]:
+    """A test's message for the console: cut at CONSOLE_LINES, saying so (a silent cut would hide the
+    end of a block, such as a signal in the kernel's record)."""
+    lines = msg.splitlines()
+    if len(lines) <= CONSOLE_LINES:
+        return ["  " + ln for ln in lines]
+    return ["  " + ln for ln in lines[:CONSOLE_LINES - 1]] + [
+        f"  ... ({len(lines) - CONSOLE_LINES + 1} more lines of this message in {report})"]
 
 
 def _first_line(msg: str) -> str:

@@ -34,7 +34,7 @@ SANITIZER_ENV = {
 
 # Why a program may have died of a signal, in words a student can act on.
 SIGNAL_HINTS: dict[int, str] = {
-    signal.SIGSEGV: "a segmentation fault: an invalid memory access (look for an AddressSanitizer report in its stderr)",
+    signal.SIGSEGV: "a segmentation fault: an invalid memory access",
     signal.SIGBUS: "a bus error: an invalid memory access",
     signal.SIGABRT: "abort(): an assertion or the C library found a fatal error",
     signal.SIGFPE: "an arithmetic error such as division by zero",
@@ -121,6 +121,8 @@ class Outcome:
             return f"`{self.what}` did not finish within {self.timeout:g} s and was killed{where}"
         if self.signal is not None:
             hint = SIGNAL_HINTS.get(self.signal, "")
+            if "AddressSanitizer" in self.stderr:
+                hint += "; AddressSanitizer's report is in its stderr, below"
             return f"`{self.what}` was killed by {signame(self.signal)}" + (f" ({hint})" if hint else "")
         return f"`{self.what}` exited with status {self.exitcode}"
 
@@ -256,6 +258,20 @@ class BuildFailed(Exception):
     pass
 
 
+# Compiler errors whose cause is always the same: (what the compiler says, what to do).
+_BUILD_HINTS = [
+    (re.compile(r"‘(F_SETSIG|F_GETSIG|F_SETOWN_EX|F_GETOWN_EX|F_OWNER_TID|sigabbrev_np)’ undeclared|"
+                r"'(F_SETSIG|F_GETSIG|F_SETOWN_EX|F_GETOWN_EX|F_OWNER_TID|sigabbrev_np)' undeclared"),
+     "F_SETSIG and its kin are GNU extensions: `#define _GNU_SOURCE` must come before the first #include "
+     "(any header may include <features.h>, which reads it once)."),
+]
+
+
+def build_hint(stderr: str) -> str:
+    """A line for a compiler error whose cause is known ("" if none)."""
+    return next((f"\n  This error usually means: {why}" for rx, why in _BUILD_HINTS if rx.search(stderr)), "")
+
+
 class LabBuild:
     """A lab of one submission, copied into scratch, built program by program on first use."""
 
@@ -324,7 +340,8 @@ class LabBuild:
         if ex.exitcode != 0 or not out.exists():
             errs = _first_errors(clean_text(ex.stderr))
             return BuildFailed(f"`{name}` ({', '.join(prog.sources)}) does not compile with the grader's flags "
-                               f"({' '.join(CFLAGS)}). The compiler's first errors:\n{_indent(errs)}")
+                               f"({' '.join(CFLAGS)}). The compiler's first errors:\n{_indent(errs)}"
+                               + build_hint(clean_text(ex.stderr)))
         return out
 
     # --- running -------------------------------------------------------------

@@ -355,7 +355,7 @@ class VmLab:
         if self.spec.board or self.spec.reference:
             t.join()
             if "error" in board:
-                raise RuntimeError(f"grader bug: {board['error']}")
+                raise RuntimeError(f"the grader cannot run: {board['error']}")
         if self.spec.reference:
             files[f"{GUEST_GRADER}/{self.spec.reference_module}.ko"] = board["reference"]  # type: ignore[assignment]
         if self.spec.board:
@@ -456,6 +456,10 @@ class VmLab:
 
     def _build_reference(self, out: Path) -> Path:
         """grader/reference/FOLDER as MODULE_ref.ko (the grader's own code: built outside the sandbox)."""
+        if not (REFERENCES / self.spec.reference).is_dir():
+            raise KmodError(f"the grader's reference driver grader/reference/{self.spec.reference} is missing "
+                            "(it is part of the grader, in every edition that has this lab): restore it with "
+                            "`git checkout -- grader/reference`")
         return build_as(REFERENCES / self.spec.reference, out, self.spec.reference_module)
 
     def _build_helper(self, name: str, out: Path) -> Path:
@@ -824,8 +828,10 @@ class VmLab:
             prep = (f"mkdir {base}.d && chown {STUDENT_UID}:{STUDENT_UID} {base}.d && "
                     + (f"touch {log} && chown {STUDENT_UID} {log} && " if log else ""))
         inner = shlex.quote(f"echo $$ > {base}.pid; exec {argv}")
-        # The status file is written when the program ends: 128+N when signal N killed it.
-        cmd = (f"{prep}( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.status ) "
+        # The status file appears when the program ends (128+N when signal N killed it), whole: written
+        # under another name and renamed, so a reader never finds it created but still empty.
+        cmd = (f"{prep}( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.st; "
+               f"mv {base}.st {base}.status ) "
                f">/dev/null 2>&1 </dev/null & "
                f"while [ ! -s {base}.pid ]; do usleep 5000; done; cat {base}.pid")
         what = " ".join([name, *args])
@@ -903,11 +909,18 @@ KNOWN_CAUSES = [
     (re.compile(r"list_(add|del) corruption"),
      "a list was corrupted: a node added twice, or removed twice (release() after remove()?), or freed while "
      "still on a list; add and remove under the same lock the interrupt handler takes."),
+    (re.compile(r"devres_release_all"),
+     "the Oops is in devres_release_all(), which undoes the driver's devm_ resources and actions after "
+     "remove() has returned: one of them (a timer, the IRQ, an action of yours) crashed, most often on state "
+     "that was already freed, for instance by a kref_put() at the end of remove(). If so, drop the "
+     "device's reference in a devm action added before the other devm_ resources instead: devm undoes "
+     "them in reverse order, so that action runs last."),
     (re.compile(r"6b6b6b6b6b6b6b6b|Poison overwritten|Object already free"),
      "the driver used memory after it was freed: in this lab's VM the kernel fills freed memory with 0x6b "
      "(slub_debug), so a pointer read from it crashes at once. A file still open after remove() must keep the "
-     "device's state alive: kzalloc() it, count references (a kref: the device's and one per open file) and "
-     "free it with the last one, not with devm."),
+     "device's state alive: kzalloc() it (not devm), count references with a kref (one for the device, "
+     "dropped when it goes; one per open file: kref_get() in open(), kref_put() in release()) and free it "
+     "with the last kref_put()."),
     (re.compile(r"BUG: scheduling while atomic|BUG: sleeping function called from invalid context"),
      "something slept while holding a spinlock or in the interrupt handler: no kmalloc(GFP_KERNEL), mutex or "
      "copy_to_user() there."),

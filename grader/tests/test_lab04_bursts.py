@@ -45,7 +45,10 @@ WINDOW_MS = 20  # the debounce window of the driver tests
 
 def ring_size() -> int:
     """BUTTON_RING_SIZE of the reference driver."""
-    text = (REFERENCES / LAB.reference / "button_event.h").read_text()
+    header = REFERENCES / LAB.reference / "button_event.h"
+    if not header.is_file():
+        return 0  # no reference driver: the VM's setup says so, and every test of lab 4 fails with that
+    text = header.read_text()
     return int(re.search(r"#\s*define\s+BUTTON_RING_SIZE\s+(\d+)", text).group(1))
 
 

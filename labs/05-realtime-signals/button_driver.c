@@ -318,6 +318,9 @@ static const struct file_operations button_fops = {
 	.llseek		= no_llseek,
 };
 
+/* Which kind of device probe() is given: a platform_device_id's driver_data. */
+enum { BUTTON_KIND, SWITCH_KIND };
+
 /* TODO 5: which devices this driver binds: the button and the switches.
    driver_data says which one it is (BUTTON_KIND, SWITCH_KIND). */
 

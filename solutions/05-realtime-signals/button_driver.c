@@ -345,10 +345,11 @@ static const struct file_operations button_fops = {
 	.llseek		= no_llseek,
 };
 
-/* TODO 5: which devices this driver binds: the button and the switches.
-   driver_data says which one it is (BUTTON_KIND, SWITCH_KIND). */
+/* Which kind of device probe() is given: a platform_device_id's driver_data. */
 enum { BUTTON_KIND, SWITCH_KIND };
 
+/* TODO 5: which devices this driver binds: the button and the switches.
+   driver_data says which one it is (BUTTON_KIND, SWITCH_KIND). */
 static const struct platform_device_id button_ids[] = {
 	{ .name = "wb-button", .driver_data = BUTTON_KIND },
 	{ .name = "wb-switch", .driver_data = SWITCH_KIND },
