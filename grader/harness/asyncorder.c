@@ -23,6 +23,14 @@
  *   - a handler for SIGIO too: the kernel sends it when the realtime
  *     queue is full, and its default action terminates.
  *
+ * With ASYNCORDER_BLOCKED=1 (lab 6: no handler, the signals are taken with
+ * sigwaitinfo() or a signalfd) the handlers are not asked for; instead, at
+ * that moment, in the thread that turns O_ASYNC on:
+ *
+ *   - the file's signal and SIGIO must be blocked: a signal that comes
+ *     before the program waits for it, unblocked and with no handler,
+ *     runs its default action (terminate).
+ *
  * It also reports open(2) with O_ASYNC in the flags, which sets the flag
  * without registering the file with the driver.  Each finding is one line
  * on stderr, "asyncorder: ...", after the line "asyncorder: O_ASYNC turned
@@ -67,7 +75,7 @@ static char turned_on[MAX_FDS];	/* O_ASYNC turned on by an F_SETFL seen here */
 static void check(int fd, long newflags)
 {
 	fcntl_fn f = real_fcntl();
-	int old = f(fd, F_GETFL), sig;
+	int old = f(fd, F_GETFL), sig, blocked = getenv("ASYNCORDER_BLOCKED") != NULL;
 	struct sigaction sa;
 
 	if (old == -1 || !(newflags & O_ASYNC))
@@ -89,7 +97,14 @@ static void check(int fd, long newflags)
 	sig = f(fd, F_GETSIG);
 	if (sig == 0)
 		sig = SIGIO;
-	if (sigaction(sig, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+	if (blocked) {
+		sigset_t mask;
+
+		if (sigprocmask(SIG_BLOCK, NULL, &mask) == 0 &&
+		    (!sigismember(&mask, sig) || !sigismember(&mask, SIGIO)))
+			say("O_ASYNC was turned on while the file's signal or SIGIO was not blocked in this thread "
+			    "(with no handler, one that came before the wait would terminate the process)");
+	} else if (sigaction(sig, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
 	    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
 		say(sa.sa_handler == SIG_DFL ?
 		    "O_ASYNC was turned on before the signal's handler was installed (its default action terminates)" :
@@ -98,10 +113,10 @@ static void check(int fd, long newflags)
 		if (sig == SIGIO)
 			say("O_ASYNC was turned on before F_SETSIG chose a realtime signal: the events in between send "
 			    "plain SIGIO");
-		else if (sigaction(sig, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO))
+		else if (!blocked && sigaction(sig, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO))
 			say("O_ASYNC was turned on while the realtime signal's handler lacks SA_SIGINFO (no si_fd, "
 			    "si_code or si_band)");
-		if (sigaction(SIGIO, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+		if (!blocked && sigaction(SIGIO, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
 		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
 			say("O_ASYNC was turned on while SIGIO has no handler: the kernel sends it when the realtime "
 			    "queue is full, and its default action terminates");
