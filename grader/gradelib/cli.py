@@ -63,11 +63,13 @@ def on_stop_signals() -> None:
 
 _active: set[subprocess.Popen] = set()  # gradings running now (grade-all -j runs several)
 _active_lock = threading.Lock()
+_stopping = threading.Event()  # set by stop_all(): no grading starts after it
 
 
 def stop_all() -> None:
-    """Stop every grading still running (the batch is being stopped)."""
+    """Stop every grading still running (the batch is being stopped), and any a worker was about to start."""
     with _active_lock:
+        _stopping.set()
         procs = list(_active)
     for proc in procs:
         stop_tree(proc, grace=5.0)
@@ -208,11 +210,15 @@ def run_grading(submission: Path, lab: int | None = None, repeat: int = 1, junit
         log = open(work / "pytest.log", "w+")
         hide(submission.resolve())
         env = dict(os.environ, GRADER_TIME_SCALE=str(time_scale * calibrate()), GRADER_HIDE=hidden_env())
-        proc = subprocess.Popen(cmd, cwd=GRADER, stdout=log, stderr=subprocess.STDOUT, pass_fds=[w],
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-        os.close(w)
-        with _active_lock:
+        with _active_lock:  # a batch being stopped starts nothing more
+            if _stopping.is_set():
+                os.close(w)
+                os.close(r)
+                raise GradeError("the batch is being stopped")
+            proc = subprocess.Popen(cmd, cwd=GRADER, stdout=log, stderr=subprocess.STDOUT, pass_fds=[w],
+                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
             _active.add(proc)
+        os.close(w)
 
         def pump() -> None:
             with os.fdopen(r) as f:
