@@ -60,6 +60,7 @@ class ProcState:
     args: tuple[int, ...] = ()  # its arguments
     wchan: str = ""
     stack: list[str] = field(default_factory=list)  # kernel frames (VM only)
+    threads: int = 1  # of its process
 
     @property
     def in_futex(self) -> bool:
@@ -71,6 +72,9 @@ class ProcState:
             return "it had already ended"
         if self.state == "R":
             return "running, not waiting for anything (an endless loop?)"
+        if self.in_futex and self.threads > 1:  # pthread_join() waits in futex() too
+            return (f"asleep in futex(), waiting for one of its other {self.threads - 1} threads: in pthread_join(), "
+                    "or for a lock or a condition variable")
         if self.in_futex:
             return "asleep in futex(), waiting for a lock or a condition variable (a lock that is never released?)"
         where = STATES.get(self.state, f"in state {self.state}")
@@ -103,6 +107,8 @@ def parse(status: str, wchan: str = "", syscall: str = "", stack: str = "") -> P
     st = ProcState()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     st.state = fields.get("State", "").strip()[:1]
+    threads = fields.get("Threads", "1").strip()
+    st.threads = int(threads) if threads.isdigit() else 1
 
     def mask(name: str) -> int:
         try:
