@@ -73,8 +73,9 @@ class ProcState:
         if self.state == "R":
             return "running, not waiting for anything (an endless loop?)"
         if self.in_futex and self.threads > 1:  # pthread_join() waits in futex() too
-            return (f"asleep in futex(), waiting for one of its other {self.threads - 1} threads: in pthread_join(), "
-                    "or for a lock or a condition variable")
+            others = "its other thread" if self.threads == 2 else f"one of its other {self.threads - 1} threads"
+            return (f"asleep in futex(), waiting for {others}: in pthread_join(), or for a lock or a condition "
+                    "variable")
         if self.in_futex:
             return "asleep in futex(), waiting for a lock or a condition variable (a lock that is never released?)"
         where = STATES.get(self.state, f"in state {self.state}")

@@ -39,10 +39,12 @@ SIGNAL_HINTS: dict[int, str] = {
     signal.SIGABRT: "abort(): an assertion or the C library found a fatal error",
     signal.SIGFPE: "an arithmetic error such as division by zero",
     signal.SIGILL: "an illegal instruction (often undefined behaviour)",
-    signal.SIGIO: "SIGIO's default action terminates the process: did you install the handler before enabling O_ASYNC?",
-    signal.SIGINT: "SIGINT's default action: the program did not catch SIGINT",
-    signal.SIGTERM: "SIGTERM's default action: the program did not catch SIGTERM",
-    signal.SIGUSR1: "SIGUSR1's default action: the program did not catch SIGUSR1 (or the handler was reset to SIG_DFL)",
+    signal.SIGIO: "SIGIO's default action terminates the process: it was neither caught nor blocked when it came "
+                  "(a handler, or the mask, must be in place before O_ASYNC is enabled)",
+    signal.SIGINT: "SIGINT's default action: the program neither caught nor blocked SIGINT",
+    signal.SIGTERM: "SIGTERM's default action: the program neither caught nor blocked SIGTERM",
+    signal.SIGUSR1: "SIGUSR1's default action: the program neither caught nor blocked SIGUSR1 (or a handler was "
+                    "reset to SIG_DFL)",
     signal.SIGUSR2: "SIGUSR2's default action: the program did not catch SIGUSR2 (or the handler was reset to SIG_DFL)",
     signal.SIGHUP: "SIGHUP's default action: the program did not catch SIGHUP",
     signal.SIGALRM: "SIGALRM's default action: an alarm() fired with no handler",

@@ -248,7 +248,17 @@ def test_with_a_timeout_sigwatch_says_so_and_waits_again(vm: VmLab) -> None:
     if line != "timeout: no signal in 200 ms":
         vm.fail(w.explain("sigwatch -t 200 with nothing happening should say `timeout: no signal in 200 ms` every "
                           "200 ms: sigtimedwait() with that timeout fails with EAGAIN (TODO 2), and the loop says "
-                          f"so (TODO 3). It printed `{line or 'nothing'}`."))
+                          "so (TODO 3). " + (f"It printed `{line}`." if line else
+                                             "It printed no timeout line within 5 s: a struct timespec is seconds "
+                                             "and nanoseconds, so 200 ms is { 0, 200000000 }.")))
+    # at most one line per 200 ms: a timeout in the wrong unit (microseconds) spins instead of waiting
+    before = w.output().count("\ntimeout")
+    vm.run("usleep 1000000", timeout=10)
+    more = w.output().count("\ntimeout") - before
+    if more > 7:
+        vm.fail(w.explain(f"sigwatch -t 200 said `timeout` {more} times in one second; it should wait 200 ms each "
+                          "time (at most 5 or 6 a second). A struct timespec is seconds and nanoseconds: 200 ms is "
+                          "{ 0, 200000000 } (tv_nsec = ms % 1000 * 1000000)."))
     vm.button("press")
     signal_line(vm, w, BUTTON, "After a timeout, the button was pressed")
     w.expect(r"^timeout", msg="After the press sigwatch should wait with its timeout again.")

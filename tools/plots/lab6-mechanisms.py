@@ -58,7 +58,8 @@ def median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def host(exe: Path, runs: int, n: int, burst: int) -> dict[str, dict[str, float]]:
     got = {}
-    for mech, _ in MECHS:
+    for mech, name in MECHS:
+        print(f"  ... host, a pipe: {name} ({runs} runs)", flush=True)
         outs = [subprocess.run([str(exe), mech, "pipe", str(n), str(burst)], capture_output=True, text=True,
                                timeout=120).stdout for _ in range(runs)]
         got[mech] = median([parse(o) for o in outs])
@@ -66,6 +67,7 @@ def host(exe: Path, runs: int, n: int, burst: int) -> dict[str, dict[str, float]
 
 
 def vm(exe: Path, runs: int, clicks: int) -> tuple[dict[str, dict[str, float]], str]:
+    print("  ... VM: building the board and lab 3's reference driver, booting", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         files = kmod.build_board()
         ref = kmod.build_as(REPO / "grader" / "reference" / "03-fasync-button", Path(tmp) / "ref", REF)
@@ -74,7 +76,8 @@ def vm(exe: Path, runs: int, clicks: int) -> tuple[dict[str, dict[str, float]], 
             m.check(f"insmod /lab/wb_board.ko && insmod /lab/{REF}.ko")
             kernel = m.check("uname -r").strip()
             got = {}
-            for mech, _ in MECHS:
+            for mech, name in MECHS:
+                print(f"  ... VM, the button: {name} ({runs} runs)", flush=True)
                 outs = []
                 for _ in range(runs):
                     m.check(f"/lab/mechbench {mech} /dev/button > /tmp/mb.out 2>&1 & echo $! > /tmp/mb.pid; "
