@@ -7,7 +7,7 @@
 #   make vm LAB=3               ... with lab 3's module and programs in /lab
 #   make doctor                 check this machine for what the labs need, and say how to fix it
 #   make test                   the project's own tests (for maintainers and CI)
-#   make bench                  boot, command and grading times; lab 1's hang
+#   make bench                  boot, command and grading times; lab 1's hang; lab 6's mechanisms
 #   make plot LAB=4             a lab's figure or table, measured in the VM (labs/04-*/bursts.svg)
 #   make starter                regenerate labs/ starter code from solutions/
 #   make slides                 build the lecture decks into slides/out/
@@ -77,6 +77,7 @@ bench: fetch
 	@$(PY) grader/bench.py
 	@$(PY) grader/bench_hang.py
 	@$(PY) grader/bench_autograder.py
+	@$(PY) tools/plots/lab6-mechanisms.py
 
 # The decks: Marp CLI and puppeteer-core pinned by slides/package-lock.json,
 # installed into slides/node_modules once; Debian's chromium for the PDFs
@@ -100,7 +101,7 @@ $(SLIDES_NPM): slides/package.json slides/package-lock.json | slides-debs
 	@touch $@
 
 # One script per figure or table: tools/plots/labN-*.py; a figure's writes its SVG into the lab's folder,
-# a table's prints it (lab 5).
+# a table's prints it (lab 5); lab 6's does both, and make bench runs it too.
 plot: fetch
 	@sh tools/deps.sh --plot
 	@set -e; ls tools/plots/lab$(or $(LAB),4)-*.py >/dev/null 2>&1 || { echo "make plot: no figure for lab $(LAB)"; exit 1; }; \

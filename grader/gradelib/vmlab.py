@@ -98,8 +98,9 @@ class VmLabSpec(LabSpec):
     signals:  every test is about signals: a failure shows the kernel's record of each
               process even when the kernel sent it none
     reference: a folder of grader/reference/ (an earlier lab's driver): built as
-              MODULE_ref.ko; use_driver("reference") loads it, so the lab's program
-              tasks are graded against it rather than against the student's driver
+              MODULE_ref.ko (button_driver_ref.ko for a lab with no module);
+              use_driver("reference") loads it, so the lab's program tasks are
+              graded against it rather than against the student's driver
     cmdline:  more kernel parameters for the lab's VM (lab 5: slub_debug=FZP, so that
               memory a driver uses after freeing it holds a poison that crashes at once)
     """
@@ -117,7 +118,8 @@ class VmLabSpec(LabSpec):
 
     @property
     def reference_module(self) -> str:
-        return f"{self.module}_ref"
+        # a lab with no driver of its own (lab 6) still names the reference after the button's driver
+        return f"{self.module or 'button_driver'}_ref"
 
 
 class GuestProc:

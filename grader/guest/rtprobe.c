@@ -43,7 +43,12 @@
                            it ("closed"): its reader sees the end of file;
                            SIGTERM ends it
 
+   rtprobe tkill PID SIG   send SIG to the thread PID of process PID with
+                           tgkill(2), as raise() in that process would (lab 6:
+                           si_code SI_TKILL); print "sent" or "tkill-error E"
+
    Usage: rtprobe watch PATH... | read PATH | poll PATH | count PATH | notes FIFO
+          | tkill PID SIG
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -55,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct button_event {
@@ -78,7 +84,7 @@ static void out(const char *fmt, ...)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: rtprobe watch PATH... | read PATH | poll PATH | count PATH | notes FIFO\n");
+    fprintf(stderr, "usage: rtprobe watch PATH... | read PATH | poll PATH | count PATH | notes FIFO | tkill PID SIG\n");
     exit(2);
 }
 
@@ -325,6 +331,16 @@ int main(int argc, char *argv[])
         return mode_count(argv[2]);
     if (!strcmp(mode, "notes") && argc == 3)
         return mode_notes(argv[2]);
+    if (!strcmp(mode, "tkill") && argc == 4) {
+        pid_t pid = atoi(argv[2]);
+
+        if (syscall(SYS_tgkill, pid, pid, atoi(argv[3])) == -1) {
+            out("tkill-error %s\n", strerror(errno));
+            return 1;
+        }
+        out("sent\n");
+        return 0;
+    }
     if ((!strcmp(mode, "read") || !strcmp(mode, "poll")) && argc == 3) {
         int fd = open(argv[2], O_RDONLY);
 

@@ -69,7 +69,7 @@ def test_lostwakeup_sigsuspend_is_woken_at_once(demos: Path) -> None:
     assert "sigsuspend: woken at once, got=1" in out, out
 
 
-# Decks 00 and 04-06: 10 events while blocked -> 1 SIGIO; with F_SETSIG SIGRTMIN -> 10.
+# Deck 00: 10 events while blocked -> 1 SIGIO; with F_SETSIG SIGRTMIN -> 10.
 @pytest.mark.parametrize("args", ["", " 10"])
 def test_pipe_sigio_10_writes_make_one_sigio_with_si_kernel(demos: Path, args: str) -> None:
     out = sh(demos, f"demos/pipe_sigio{args}")
@@ -84,7 +84,7 @@ def test_pipe_sigio_rt_queues_10_sigrtmin_with_poll_in_fd_and_band(demos: Path, 
     assert "SIGIO deliveries:    0" in out, out
 
 
-# Deck 04-06, "Realtime queues are finite": limit 5 -> 5 x SIGRTMIN + 1 x SIGIO.
+# Lab 5's full queue on the host (slides/README.md, deck 05): limit 5 -> 5 x SIGRTMIN + 1 x SIGIO.
 # RLIMIT_SIGPENDING counts every queued signal of the real user (per user
 # namespace since Linux 5.14): a fresh user namespace starts the count at 0,
 # whatever other processes of the same user have pending.

@@ -25,6 +25,10 @@ import pytest
 
 from gradelib import graded
 from gradelib.lab import Program
+from gradelib.rtstream import (BAND_HUP, BAND_IN, BUTTON, FLUSHED, LIMIT, POLL_HUP, POLL_IN, RECORD, SIGNAL, after,
+                                check_flushed, check_nothing_lost, expect_signal, fd_of, fifo, hold, kernel,
+                                note, notes_read, records, take, writer)
+from gradelib import rtstream
 from gradelib.vmlab import GuestProc, VmLab, VmLabSpec
 
 LAB = VmLabSpec(
@@ -39,16 +43,8 @@ LAB = VmLabSpec(
     cmdline="slub_debug=FZP,kmalloc-*",
 )
 
-SIGNAL = re.compile(r"^signal (\d+): fd (-?\d+) (\S+) band (\S+)(?: \((.*)\))?$")
-RECORD = re.compile(r"^(\S+): seq (\d+) (pressed|released)$")
-LOST = re.compile(r"^(\S+): lost (\d+): seq (\d+) to (\d+)$")
-FLUSHED = re.compile(r"^SIGIO: the signal queue overflowed; flushed (\d+) queued signals$")
 TOTALS = re.compile(r"^rtwatch: SIG(?:INT|TERM): (\d+) signals, (\d+) overflows$")
-GOT = re.compile(r"^got fd (\d+) code (\d+) band (\S+)$")
-POLL_IN, POLL_HUP = 1, 6
-BAND_IN, BAND_HUP = "0x41", "0x18"  # si_band: POLLIN | POLLRDNORM; POLLHUP | POLLERR (fs/fcntl.c, x86)
-LIMIT = 8  # RLIMIT_SIGPENDING of the overflow tests
-BUTTON = "/dev/button"
+COUNTS = "rtwatch: SIGTERM: N signals, M overflows"
 
 
 # --- rtwatch, its notes, and what it printed -----------------------------------------------
@@ -61,63 +57,9 @@ def watch(vm: VmLab, *devices: str, driver: str = "reference", **kw) -> GuestPro
     return w
 
 
-def fifo(w: GuestProc) -> str:
-    return f"{w.base}.d/notes"
-
-
-def fd_of(vm: VmLab, w: GuestProc, path: str) -> int:
-    """rtwatch's descriptor of `path` (from /proc: what the kernel puts in si_fd)."""
-    found = [fd for fd, target in w.fds().items() if target == path]
-    if not found:
-        vm.fail(w.explain(f"rtwatch does not have {path} open."))
-    return found[0]
-
-
-def writer(vm: VmLab, w: GuestProc) -> GuestProc:
-    """The grader's writer of rtwatch's notes FIFO: one `note K` line per SIGUSR1 (one write(2))."""
-    n = vm.spawn("rtprobe", "notes", fifo(w), helper=True)
-    if n.expect(r"^(open|no-reader|open-error)") != "open":
-        vm.fail(w.explain("rtwatch does not have its FIFO `notes` open for reading (the grader's writer found "
-                          "no reader)."))
-    return n
-
-
-def note(n: GuestProc) -> None:
-    n.signal("USR1")
-    n.expect(r"^(wrote [0-9]+|no-reader|write-error.*)$")
-
-
-def hold(w: GuestProc) -> None:
-    w.signal("USR1")
-    w.expect(r"^holding$", msg="At SIGUSR1 rtwatch blocks its signals and says `holding`.")
-
-
-def take(w: GuestProc) -> None:
-    w.signal("USR1")
-    w.expect(r"^taking$", msg="At the next SIGUSR1 rtwatch unblocks them and says `taking`.")
-
-
 def finish(vm: VmLab, w: GuestProc) -> list[str]:
     """SIGTERM: rtwatch prints its counts and exits 0.  Its output lines."""
-    w.signal("TERM")
-    if w.wait_exit(timeout=10) != 0:
-        vm.fail(w.explain("At SIGTERM rtwatch should print its counts (`rtwatch: SIGTERM: N signals, M overflows`) "
-                          "and exit with status 0."))
-    return w.output().splitlines()
-
-
-def after(lines: list[str], marker: str) -> list[str]:
-    """The lines after the last `marker` line."""
-    idx = [i for i, ln in enumerate(lines) if ln == marker]
-    return lines[idx[-1] + 1:] if idx else []
-
-
-def kernel(vm: VmLab, w: GuestProc, sig: str):
-    rec = vm.witness.record([w.pid]) if vm.witness else None
-    if rec is None:
-        vm.fail(f"The kernel's record of the signals is missing (a grader problem, not your code): "
-                f"{vm.witness.error if vm.witness else 'no witness'}")
-    return rec.count(w.pid, sig)
+    return rtstream.finish(vm, w, COUNTS)
 
 
 def why_no_signal(vm: VmLab, w: GuestProc, path: str) -> str:
@@ -144,52 +86,11 @@ def why_no_signal(vm: VmLab, w: GuestProc, path: str) -> str:
 
 def signal_line(vm: VmLab, w: GuestProc, path: str, what: str, code: str = "POLL_IN",
                 band: str = BAND_IN) -> re.Match[str]:
-    line = w.expect(r"^signal ", fail=False)
-    if not line:
-        vm.fail(w.explain(f"{what}: rtwatch should print `signal N: fd F {code} band {band} ({path})`.\n  "
-                          + why_no_signal(vm, w, path)))
-    m = SIGNAL.match(line)
-    if not m:
-        vm.fail(w.explain(f"{what}: rtwatch printed `{line}`; expected `signal N: fd F CODE band 0xB (SOURCE)`."))
-    return m
-
-
-def expect_signal(vm: VmLab, w: GuestProc, m: re.Match[str], n: int | None, fd: int, code: str, band: str,
-                  path: str, what: str) -> None:
-    want = f"signal {n if n is not None else m.group(1)}: fd {fd} {code} band {band} ({path})"
-    if m.group(0) != want:
-        why = []
-        if m.group(2) != str(fd):
-            why.append(f"si_fd is the descriptor that turned O_ASYNC on: {fd} for {path}")
-        if m.group(3) != code:
-            why.append(f"si_code is the band the driver passed to kill_fasync(): {code}")
-        if m.group(4) != band:
-            why.append(f"si_band for {code} is {band}")
-        if m.group(5) != path and m.group(2) == str(fd):
-            why.append("find the source by its fd and name it")
-        if n is not None and m.group(1) != str(n):
-            why.append(f"number the signals main handles 1, 2, 3...: this is {n}")
-        vm.fail(w.explain(f"{what}: rtwatch printed `{m.group(0)}`, expected `{want}`"
-                          + (" (" + "; ".join(why) + ")" if why else "") + "."))
-
-
-def records(lines: list[str], path: str = BUTTON) -> list[tuple[int, str]]:
-    return [(int(m.group(2)), m.group(3)) for m in map(RECORD.match, lines) if m and m.group(1) == path]
-
-
-def notes_read(lines: list[str]) -> list[str]:
-    return [ln[len("notes: "):] for ln in lines if ln.startswith("notes: note ")]
+    return rtstream.signal_line(vm, w, path, what, why_no_signal, code, band)
 
 
 def press_release(vm: VmLab, w: GuestProc) -> int:
-    """A press and a release, each read: their seq numbers are the baseline.  The seq of the release."""
-    vm.button("press")
-    signal_line(vm, w, BUTTON, "The button was pressed while rtwatch was watching")
-    vm.button("release")
-    signal_line(vm, w, BUTTON, "The button was released while rtwatch was watching")
-    w.expect(r"^/dev/button: seq [0-9]+ released$", msg="rtwatch reads the release's record after its signal.")
-    got = records(w.output().splitlines())
-    return got[-1][0]
+    return rtstream.press_release(vm, w, why_no_signal)
 
 
 # --- Task 1: one queued signal per event ------------------------------------------------------
@@ -358,34 +259,12 @@ def test_the_writer_closing_the_fifo_is_its_end_of_file_and_rtwatch_goes_on(vm: 
 # --- Task 3: when the queue is full ------------------------------------------------------------
 
 def overflow(vm: VmLab, **kw) -> tuple[GuestProc, int, list[str]]:
-    """rtwatch with RLIMIT_SIGPENDING = LIMIT: a press and a release (the baseline), then, held, 100 events
-    and three notes: LIMIT signals queue, the rest overflow into one SIGIO.  Taken again, rtwatch
-    resynchronises.  Returns rtwatch, the seq before the burst, and the lines from `taking` to
-    `resynchronised`."""
+    """rtwatch with RLIMIT_SIGPENDING = LIMIT through rtstream.overflow(): rtwatch, the seq before the burst,
+    and the lines from `taking` to `resynchronised`."""
     w = watch(vm, sigpending=LIMIT, **kw)
-    n = writer(vm, w)
-    s0 = press_release(vm, w)
-    hold(w)
-    vm.button("burst 50 0")
-    for _ in range(3):
-        note(n)
-    take(w)
-    line = w.expect(r"^resynchronised$", fail=False, timeout=10)
-    if not line:
-        st = w.status()
-        io = kernel(vm, w, "SIGIO")
-        rt = kernel(vm, w, "SIGRTMIN")
-        if st == 128 + 29:
-            vm.fail(w.explain(f"rtwatch was held through 100 events and 3 notes with RLIMIT_SIGPENDING {LIMIT}: "
-                              f"{LIMIT} signals queued, then the queue was full ({rt.line}) and the kernel sent "
-                              "plain SIGIO instead, whose default action killed rtwatch. Handle SIGIO (the same "
-                              "handler), and treat it as: resynchronise."))
-        vm.fail(w.explain(f"The realtime queue overflowed (kernel: {rt.line}; {io.line}): at the SIGIO rtwatch "
-                          "should flush the queued signals, read every source and say `resynchronised` (TODO 4)."))
-    lines = w.output().splitlines()
-    start = max(i for i, ln in enumerate(lines) if ln == "taking")
-    end = max(i for i, ln in enumerate(lines) if ln == "resynchronised")
-    return w, s0, lines[start + 1:end + 1]
+    s0, lines = rtstream.overflow(vm, w, why_no_signal, "Handle SIGIO (the same handler), and treat it as: "
+                                  "resynchronise.", "TODO 4")
+    return w, s0, lines
 
 
 @graded(task=3, points=5)
@@ -406,42 +285,13 @@ def test_a_full_queue_s_sigio_does_not_kill_rtwatch_and_starts_a_resync(vm: VmLa
 @graded(task=3, points=5)
 def test_the_resync_flushes_exactly_the_signals_left_in_the_queue(vm: VmLab) -> None:
     w, _, lines = overflow(vm)
-    flushed = [int(m.group(1)) for m in map(FLUSHED.match, lines) if m]
-    stale = [ln for ln in lines if SIGNAL.match(ln)]
-    rt = kernel(vm, w, "SIGRTMIN")
-    if flushed != [LIMIT] or stale:
-        vm.fail(w.explain(f"When the SIGIO came, the queue held {LIMIT} SIGRTMIN (RLIMIT_SIGPENDING {LIMIT}; "
-                          f"kernel: {rt.line}), all stale: the resync reads every source anyway. Take them with "
-                          f"sigtimedwait() and a zero timeout until EAGAIN, say `flushed {LIMIT}`, and handle none "
-                          f"of them as a signal (rtwatch printed {len(stale)} `signal` lines during the resync)."))
-    r = vm.run(f"grep SigQ /proc/{w.pid}/status", what="reading rtwatch's queue")
-    if not r.stdout.split()[1:2] == [f"0/{LIMIT}"]:
-        vm.fail(w.explain(f"After the resync rtwatch's queue should be empty; /proc says `{r.stdout.strip()}`."))
+    check_flushed(vm, w, lines)
 
 
 @graded(task=3, points=8)
 def test_after_an_overflow_every_event_is_read_or_named_lost_and_every_note_read(vm: VmLab) -> None:
     w, s0, lines = overflow(vm)
-    covered: list[int] = []
-    lost = 0
-    for ln in lines:
-        m = LOST.match(ln)
-        if m and m.group(1) == BUTTON:
-            a, b = int(m.group(3)), int(m.group(4))
-            covered += range(a, b + 1)
-            lost += int(m.group(2))
-        m = RECORD.match(ln)
-        if m and m.group(1) == BUTTON:
-            covered.append(int(m.group(2)))
-    want = list(range(s0 + 1, s0 + 101))
-    if sorted(covered) != want or lost != len(want) - len(records(lines)):
-        vm.fail(w.explain(f"While rtwatch held its signals, `button burst 50 0` made events seq {s0 + 1} to "
-                          f"{s0 + 100}; the ring kept the newest 64. After the overflow every one of them must be "
-                          "read or named in a `lost N: seq A to B` line, each once: after flushing, poll(2) every "
-                          "source and read each that has something until EAGAIN."))
-    if notes_read(lines) != ["note 1", "note 2", "note 3"]:
-        vm.fail(w.explain("Three notes were written while the queue was full: the resync must read them too "
-                          f"(it read {notes_read(lines)})."))
+    check_nothing_lost(vm, w, s0, lines)
 
 
 @graded(task=3, points=4)
