@@ -67,7 +67,7 @@ static char turned_on[MAX_FDS];	/* O_ASYNC turned on by an F_SETFL seen here */
 static void check(int fd, long newflags)
 {
 	fcntl_fn f = real_fcntl();
-	int old = f(fd, F_GETFL), sig;
+	int old = f(fd, F_GETFL), sig, chosen;
 	struct sigaction sa;
 
 	if (old == -1 || !(newflags & O_ASYNC))
@@ -87,6 +87,7 @@ static void check(int fd, long newflags)
 	if (f(fd, F_GETOWN) == 0)
 		say("O_ASYNC was turned on while the file had no owner (F_SETOWN must come first)");
 	sig = f(fd, F_GETSIG);
+	chosen = sig;
 	if (sig == 0)
 		sig = SIGIO;
 	if (sigaction(sig, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
@@ -95,7 +96,10 @@ static void check(int fd, long newflags)
 		    "O_ASYNC was turned on before the signal's handler was installed (its default action terminates)" :
 		    "O_ASYNC was turned on while the signal is ignored");
 	if (getenv("ASYNCORDER_SETSIG") != NULL) {
-		if (sig == SIGIO)
+		if (chosen == SIGIO)
+			say("F_SETSIG chose SIGIO, not a realtime signal: SIGIO does not queue, one per event "
+			    "(choose SIGRTMIN)");
+		else if (sig == SIGIO)
 			say("O_ASYNC was turned on before F_SETSIG chose a realtime signal: the events in between send "
 			    "plain SIGIO");
 		else if (sigaction(sig, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO))
