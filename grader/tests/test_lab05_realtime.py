@@ -469,20 +469,21 @@ def test_a_switch_signals_only_its_own_files_with_poll_in(vm: VmLab) -> None:
 
 
 @graded(task=4, points=3)
-def test_a_record_overwritten_in_a_full_ring_sends_no_signal_of_its_own(vm: VmLab) -> None:
+def test_a_switch_s_ring_overwrites_with_no_signal_of_its_own(vm: VmLab) -> None:
     vm.use_driver("student")
-    p, _ = rtprobe(vm, BUTTON)
-    vm.button("burst 35 0")  # 70 events into a ring of 64 that nobody reads: 6 overwritten
+    sw = "/dev/switch3"
+    p, _ = rtprobe(vm, sw)
+    vm.button("burst 35 0 3")  # 70 events of switch 3 into a ring of 64 that nobody reads: 6 overwritten
     rt = kernel(vm, p, "SIGRTMIN")
     if rt.generated != 70:
-        vm.fail(p.explain(f"`button burst 35 0` made 70 events while the grader's watcher (F_SETSIG SIGRTMIN) read "
-                          f"nothing: one kill_fasync() per event is 70 signals, however full the ring (an overwrite "
-                          f"sends nothing more); {rt.line}."))
-    got = check(p).get(f"read {BUTTON}", "")
+        vm.fail(p.explain(f"`button burst 35 0 3` made 70 events of switch 3 while the grader's watcher (F_SETSIG "
+                          f"SIGRTMIN on {sw}) read nothing: one kill_fasync() per event is 70 signals, however full "
+                          f"the ring (an overwrite sends nothing more); {rt.line}."))
+    got = check(p).get(f"read {sw}", "")
     want = "64: " + ", ".join(f"{q} {q % 2}" for q in range(7, 71))
     if got != want:
-        vm.fail(p.explain(f"70 events into a ring of 64 records: the grader should read the newest 64, seq 7 to 70 "
-                          f"(the oldest six overwritten); it read `{got}`."))
+        vm.fail(p.explain(f"70 events of switch 3 into a ring of 64 records: the grader should read the newest 64 "
+                          f"from {sw}, seq 7 to 70 (the oldest six overwritten); it read `{got}`."))
 
 
 # --- Task 5: hot-unplug (the student's driver; last in the boot) ----------------------------------
