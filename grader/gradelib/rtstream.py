@@ -89,8 +89,11 @@ def expect_unless_asleep(w: GuestProc, pattern: str, timeout: float = 10.0) -> s
     waits for ever), and a stuck program should cost one short wait, not the whole timeout."""
     line = w.expect(pattern, fail=False, timeout=min(2.0, timeout))
     if not line and timeout > 2.0:
-        st = w.state()
-        if st is not None and st.state not in ("S", "T", "t", "Z", "X"):
+        # Every thread's state (a program may wait in one thread and work in another).
+        r = w.vm.run(f"grep -h '^State:' /proc/{w.pid}/task/*/status 2>/dev/null; true", timeout=10,
+                     what=f"reading the state of `{w.name}`")
+        states = re.findall(r"^State:\s+(\S)", r.stdout, re.M)
+        if any(st not in "STtZX" for st in states):
             line = w.expect(pattern, fail=False, timeout=timeout - 2.0)
     return line
 
