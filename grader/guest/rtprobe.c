@@ -16,9 +16,12 @@
                              SIGUSR1   for each file still open, read it
                                        until it stops: "read PATH N: S P,
                                        S P..." (N records, seq and
-                                       pressed) or "read PATH -1 ERRNO";
-                                       then poll(2) it with no wait: "poll
-                                       PATH 0xREVENTS"; then "checked"
+                                       pressed) or "read PATH -1 ERRNO"
+                                       (after records: "read PATH N: ...
+                                       then -1 ERRNO"); poll(2) it with no
+                                       wait before ("peek PATH 0xREVENTS")
+                                       and after ("poll PATH 0xREVENTS");
+                                       then "checked"
                              SIGUSR2   close every file: "closed"
                              SIGTERM   exit
    rtprobe read PATH       print "waiting", then one blocking read(2):
@@ -131,8 +134,11 @@ static void read_all(int fd, const char *path)
                             ev[i].seq, ev[i].pressed);
         total += n / REC;
     }
-    if (n == -1 && errno != EAGAIN)
+    /* An error after records: both (the records are not hidden by it). */
+    if (n == -1 && errno != EAGAIN && total == 0)
         out("read %s -1 %s\n", path, errname(errno));
+    else if (n == -1 && errno != EAGAIN)
+        out("read %s %ld:%s then -1 %s\n", path, total, line, errname(errno));
     else
         out("read %s %ld:%s\n", path, total, line);
 }
@@ -178,6 +184,11 @@ static int mode_watch(int argc, char *argv[])
 
                 if (fds[i] == -1)
                     continue;
+                if (poll(&p, 1, 0) == -1)   /* before reading: what is waiting */
+                    out("peek %s -1 %s\n", argv[i + 2], strerror(errno));
+                else
+                    out("peek %s %#x\n", argv[i + 2], p.revents);
+                p.revents = 0;
                 read_all(fds[i], argv[i + 2]);
                 if (poll(&p, 1, 0) == -1)
                     out("poll %s -1 %s\n", argv[i + 2], strerror(errno));

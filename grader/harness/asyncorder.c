@@ -75,7 +75,7 @@ static char turned_on[MAX_FDS];	/* O_ASYNC turned on by an F_SETFL seen here */
 static void check(int fd, long newflags)
 {
 	fcntl_fn f = real_fcntl();
-	int old = f(fd, F_GETFL), sig, blocked = getenv("ASYNCORDER_BLOCKED") != NULL;
+	int old = f(fd, F_GETFL), sig, chosen, blocked = getenv("ASYNCORDER_BLOCKED") != NULL;
 	struct sigaction sa;
 
 	if (old == -1 || !(newflags & O_ASYNC))
@@ -95,6 +95,7 @@ static void check(int fd, long newflags)
 	if (f(fd, F_GETOWN) == 0)
 		say("O_ASYNC was turned on while the file had no owner (F_SETOWN must come first)");
 	sig = f(fd, F_GETSIG);
+	chosen = sig;
 	if (sig == 0)
 		sig = SIGIO;
 	if (blocked) {
@@ -110,7 +111,10 @@ static void check(int fd, long newflags)
 		    "O_ASYNC was turned on before the signal's handler was installed (its default action terminates)" :
 		    "O_ASYNC was turned on while the signal is ignored");
 	if (getenv("ASYNCORDER_SETSIG") != NULL) {
-		if (sig == SIGIO)
+		if (chosen == SIGIO)
+			say("F_SETSIG chose SIGIO, not a realtime signal: SIGIO does not queue, one per event "
+			    "(choose SIGRTMIN)");
+		else if (sig == SIGIO)
 			say("O_ASYNC was turned on before F_SETSIG chose a realtime signal: the events in between send "
 			    "plain SIGIO");
 		else if (!blocked && sigaction(sig, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO))

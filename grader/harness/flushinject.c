@@ -18,12 +18,17 @@
  * resynchronisation; one that reads first and flushes after has thrown the
  * note's signal away (or gets it only later), and the note waits.  It says
  * "flushinject: wrote the note during the flush" on stderr, once.
+ *
+ * The flush must not wait: the first sigtimedwait() whose timeout is not
+ * zero is reported on stderr before the call ("flushinject: sigtimedwait
+ * with a timeout of 0.050000000 s", or "with no timeout").
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -61,10 +66,21 @@ typedef int (*sigtimedwait_fn)(const sigset_t *, siginfo_t *, const struct times
 int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
 {
 	static sigtimedwait_fn real;
+	static int timed;
 	int sig;
 
 	if (real == NULL)
 		real = (sigtimedwait_fn)dlsym(RTLD_NEXT, "sigtimedwait");
+	if (!timed && (timeout == NULL || timeout->tv_sec != 0 || timeout->tv_nsec != 0)) {
+		char msg[96];
+
+		timed = 1;	/* said before the call: it may never return */
+		if (timeout == NULL)
+			say("flushinject: sigtimedwait with no timeout (it waits until a signal comes)\n");
+		else if (snprintf(msg, sizeof(msg), "flushinject: sigtimedwait with a timeout of %ld.%09ld s\n",
+				  (long)timeout->tv_sec, (long)timeout->tv_nsec) > 0)
+			say(msg);
+	}
 	sig = real(set, info, timeout);
 	if (sig >= SIGRTMIN && sig <= SIGRTMAX)
 		inject();
