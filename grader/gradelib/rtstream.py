@@ -56,11 +56,20 @@ def writer(vm: VmLab, w: GuestProc) -> GuestProc:
     if n.expect(r"^(open|no-reader|open-error)") != "open":
         vm.fail(w.explain(f"{w.name} does not have its FIFO `notes` open for reading (the grader's writer found "
                           "no reader)."))
+    n.reader = w  # type: ignore[attr-defined]  # whose end of the FIFO it writes to (note() names it)
     return n
 
 
 def note(n: GuestProc) -> None:
+    """One note written to the FIFO. When the writer cannot (SIGPIPE: the reader is gone), the cause is the
+    reader's end, and the message is about the reader."""
     n.signal("USR1")
+    if n.expect(r"^(wrote [0-9]+|no-reader|write-error.*)$", fail=False):
+        return
+    w: GuestProc | None = getattr(n, "reader", None)
+    if w is not None and w.status() is not None:
+        n.vm.fail(w.explain(f"The grader's writer could not write a note: {w.name}, which reads the FIFO, had "
+                            "already ended."))
     n.expect(r"^(wrote [0-9]+|no-reader|write-error.*)$")
 
 
