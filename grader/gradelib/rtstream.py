@@ -251,3 +251,36 @@ def check_nothing_lost(vm: VmLab, w: GuestProc, s0: int, lines: list[str]) -> No
     if notes_read(lines) != ["note 1", "note 2", "note 3"]:
         vm.fail(w.explain("Three notes were written while the queue was full: the resync must read them too "
                           f"(it read {notes_read(lines)})."))
+
+
+def one_press(vm: VmLab, w: GuestProc, why: WhyNoSignal, unnamed_ok: bool = False) -> None:
+    """A press: one SIGRTMIN with the button's fd, POLL_IN and band 0x41, generated and taken once."""
+    fd = fd_of(vm, w, BUTTON)
+    vm.button("press")
+    m = signal_line(vm, w, BUTTON, "The button was pressed once", why)
+    expect_signal(vm, w, m, 1, fd, "POLL_IN", BAND_IN, BUTTON, "The button was pressed once", unnamed_ok=unnamed_ok)
+    rt = kernel(vm, w, "SIGRTMIN")
+    if rt.generated != 1 or rt.taken != 1:
+        vm.fail(w.explain(f"One press should be one SIGRTMIN, generated and taken once ({rt.line})."))
+
+
+def ten_held(vm: VmLab, w: GuestProc, why: WhyNoSignal, what: str, counts: str, unnamed_ok: bool = False,
+             holding: Callable[[GuestProc], None] = hold, taking: Callable[[GuestProc], None] = take) -> list[str]:
+    """Five clicks while the program holds its signals (`holding`, then `taking`): signals 1 to 10, each with
+    the button's fd, POLL_IN and band 0x41, and the kernel's `generated 10, merged 0, taken 10`.  The output
+    at SIGTERM."""
+    fd = fd_of(vm, w, BUTTON)
+    holding(w)
+    for _ in range(5):
+        vm.button("click")
+    taking(w)
+    for i in range(1, 11):
+        m = signal_line(vm, w, BUTTON, f"{what}; signal {i} of 10", why)
+        expect_signal(vm, w, m, i, fd, "POLL_IN", BAND_IN, BUTTON, f"{what}; signal {i} of 10", unnamed_ok=unnamed_ok)
+    lines = finish(vm, w, counts)
+    rt = kernel(vm, w, "SIGRTMIN")
+    if rt.generated != 10 or rt.merged or rt.taken != 10:
+        vm.fail(w.explain(f"{what}: a realtime signal queues once per event, so the kernel should say `generated "
+                          f"10, merged 0, taken 10` ({rt.line})."))
+    return lines
+
