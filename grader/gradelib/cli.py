@@ -59,6 +59,9 @@ def on_stop_signals() -> None:
         raise Stopped(signum)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
+    # Ctrl-C too, even when started from a shell script in the background: such a shell ignores SIGINT for
+    # its background commands, and Python then leaves it ignored (seen when make test ran under `&`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 _active: set[subprocess.Popen] = set()  # gradings running now (grade-all -j runs several)
