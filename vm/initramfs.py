@@ -43,7 +43,7 @@ BUILD = fetch.CACHE / "build"
 LIB_DIR = "/lib/x86_64-linux-gnu"
 HOST_LIB_DIRS = [Path("/lib/x86_64-linux-gnu"), Path("/usr/lib/x86_64-linux-gnu"), Path("/lib64"), Path("/usr/lib")]
 LOADER = "ld-linux-x86-64.so.2"
-BASE_LIBS = [LOADER, "libc.so.6"]
+BASE_LIBS = [LOADER, "libc.so.6", "libgcc_s.so.1"]  # libgcc_s: glibc dlopens it for pthread_exit()
 AGENT_CFLAGS = ["-static", "-O2", "-s", "-Wall", "-Wextra", "-Werror"]
 
 Source = Union[Path, bytes]

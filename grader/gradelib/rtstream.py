@@ -284,3 +284,25 @@ def ten_held(vm: VmLab, w: GuestProc, why: WhyNoSignal, what: str, counts: str, 
                           f"10, merged 0, taken 10` ({rt.line})."))
     return lines
 
+
+# flushinject (grader/harness/flushinject.c) writes `note injected` to the FIFO `notes` during the flush
+FLUSHINJECT = {"preload": ("flushinject",), "env": {"FLUSHINJECT_FIFO": "notes"}}
+
+
+def check_flush_injected(vm: VmLab, w: GuestProc, lines: list[str]) -> None:
+    """After an overflow run under flushinject: the flush did not wait, and the note written during it was read
+    by the same resync."""
+    waited = re.search(r"^flushinject: (sigtimedwait with .*)$", w.output(), re.M)
+    if waited:
+        vm.fail(w.explain(f"{w.name} called {waited.group(1)}: the flush must not wait for a signal to come, only "
+                          "take those already queued. Give sigtimedwait() a zero timeout ({0, 0}), and stop at "
+                          "EAGAIN."))
+    if "flushinject: wrote the note during the flush" not in w.output():
+        vm.fail(w.explain(f"The grader's harness saw no flush: {w.name} should take the stale signals with "
+                          "sigtimedwait() and a zero timeout before it reads the sources."))
+    if "notes: note injected" not in lines:
+        vm.fail(w.explain(f"The grader wrote a note to the FIFO while {w.name} was flushing (its signal was flushed "
+                          "with the stale ones): the same resync must read it. Flush first, then poll and read: an "
+                          "event whose signal the flush threw away happened before the reading, so the reading "
+                          "sees it."))
+
