@@ -76,14 +76,22 @@ def why_no_signal(vm: VmLab, w: GuestProc, path: str) -> str:
                 "main, before any O_ASYNC and any thread (TODO 1).")
     if st is not None:
         return w.describe(st) + "."
-    if rt.taken:
-        return ("The kernel queued SIGRTMIN and sigwatch took it, but printed no `signal N:` line: act on what the "
-                "wait returned, SIGRTMIN: dispatch() (TODO 3).")
-    if rt.generated:
+    out = w.output()
+    printed = len(re.findall(r"^signal \d+:", out, re.M))
+    held = re.search(r"^holding$(.*?)(^taking$|\Z)", out, re.M | re.S)  # the first hold, up to its take
+    if held and re.search(r"^signal \d+:", held.group(1), re.M):
+        return ("sigwatch printed `signal N:` lines while holding (after `holding`, before `taking`): holding must "
+                "wait without the sources' signals (SIGRTMIN and SIGIO), so that they stay queued until `taking`.")
+    if rt.taken > printed:
+        return (f"The kernel says sigwatch took SIGRTMIN {rt.taken} times, and it printed {printed} `signal N:` "
+                "lines: act on every signal the wait returns, SIGRTMIN: dispatch() (TODO 3).")
+    if rt.generated > rt.taken:
         sc = syscall(vm, w.pid)
         where = " (it sleeps in pause(): that waits for a handler, and there is none)" if sc == SYS_PAUSE else ""
-        return (f"The kernel queued SIGRTMIN for sigwatch ({rt.line}) but sigwatch never took it{where}: take it "
-                "with sigwaitinfo() (TODO 2).")
+        return (f"The kernel queued SIGRTMIN for sigwatch ({rt.line}) but sigwatch did not take "
+                f"{'it' if not rt.taken else 'them all'}{where}: take it with sigwaitinfo() (TODO 2).")
+    if rt.generated:
+        return f"The kernel's record: {rt.line}; sigwatch printed {printed} `signal N:` lines."
     return f"The kernel sent sigwatch no signal for {path}'s event."
 
 
