@@ -2,6 +2,9 @@
 #
 #   make grade                  grade your labs (labs/): points per task and the next step
 #   make grade LAB=2            grade one lab (TASK=5: one task; TEST=name: one test)
+#                               (a lab not changed since its last grade is not graded again:
+#                               FRESH=1 grades everything anew; V=1 prints every test and message)
+#   make watch LAB=2            grade lab 2 again each time one of its files is saved (Ctrl-C stops)
 #   make grade SUBMISSION=DIR   grade another folder (for example solutions)
 #   make vm                     a shell in the lab VM (Debian's kernel in QEMU)
 #   make vm LAB=3               ... with lab 3's module and programs in /lab
@@ -25,15 +28,17 @@ LAB ?=
 TASK ?=
 TEST ?=
 REPEAT ?= 1
+FRESH ?=
+V ?=
 LABS ?=
 TIME_LIMIT ?=
 
-.PHONY: all deps fetch doctor grade autograder submission test selftest proof vm bench plot starter starter-check clean help slides slides-deps slides-debs slides-check
+.PHONY: all deps fetch doctor grade watch autograder submission test selftest proof vm bench plot starter starter-check clean help slides slides-deps slides-debs slides-check
 
 all: help
 
 help:
-	@sed -n '3,18p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,21p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh
@@ -45,7 +50,12 @@ fetch: deps
 	@$(PY) vm/fetch.py --quiet
 
 grade: fetch
-	@GRADE_VIA=make grader/grade $(if $(LAB),--lab $(LAB)) $(if $(TASK),--task $(TASK)) $(if $(TEST),-k $(TEST)) $(if $(filter-out 1,$(REPEAT)),--repeat $(REPEAT)) $(SUBMISSION)
+	@GRADE_VIA=make grader/grade $(if $(LAB),--lab $(LAB)) $(if $(TASK),--task $(TASK)) $(if $(TEST),-k $(TEST)) $(if $(filter-out 1,$(REPEAT)),--repeat $(REPEAT)) $(if $(filter 1,$(FRESH)),--fresh) $(if $(filter 1,$(V)),--verbose) $(SUBMISSION)
+
+# Grade lab LAB again at every save of one of its files (tools/watch.py: the kernel's inotify).
+watch: fetch
+	@if [ -z "$(LAB)" ]; then echo "make watch: say which lab, e.g. make watch LAB=1"; exit 2; fi
+	@GRADE_VIA=make $(PY) tools/watch.py --lab $(LAB) $(if $(TEST),--test $(TEST)) $(SUBMISSION)
 
 # Gradescope: the archive to upload as an assignment's autograder (tools/autograder.py), and a
 # student's labs/ as a zip to upload as a submission (sources only).

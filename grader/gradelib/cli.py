@@ -1,6 +1,6 @@
 """grader/grade: grade one submission and say what to do next.
 
-usage: grader/grade [--lab N] [--repeat N] [--out DIR] [--json FILE] [--junit FILE] [--quiet] [PATH]
+usage: grader/grade [--lab N] [--task N] [-k EXPR] [--repeat N] [--fresh] [--verbose] [--out DIR] [PATH]
 
 PATH is a folder with the labs (default: labs/, the student's working copy;
 `grader/grade solutions` grades the reference solutions).  The submission is
@@ -448,6 +448,22 @@ def full_report(s: Summary) -> str:
     return "\n".join(detail) + "\n"
 
 
+def _write_junit(s: Summary, path: Path) -> None:
+    """JUnit XML of a grading made of several (one pytest run per lab): a test suite per lab."""
+    import xml.etree.ElementTree as ET
+    root = ET.Element("testsuites")
+    for lab in sorted({x["lab"] for x in s.results}):
+        rs = [x for x in s.results if x["lab"] == lab]
+        suite = ET.SubElement(root, "testsuite", name=f"lab {lab}", tests=str(len(rs)),
+                              failures=str(sum(x["outcome"] != "passed" for x in rs)))
+        for x in rs:
+            case = ET.SubElement(suite, "testcase", classname=f"lab{lab:02d}.task{x['task']}", name=x["name"],
+                                 time=str(x.get("duration", 0.0)))
+            if x["outcome"] != "passed":
+                ET.SubElement(case, "failure", message=_first_line(x["message"])[:200]).text = x["message"]
+    write_atomic(path, ET.tostring(root, encoding="unicode") + "\n")
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -472,6 +488,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(GRADER / "out"), help="folder for results.json, report.txt, junit.xml")
     ap.add_argument("--json", help="write the Gradescope results.json here instead")
     ap.add_argument("--junit", help="write JUnit XML here instead")
+    ap.add_argument("--fresh", action="store_true",
+                    help="grade every lab anew (by default a lab whose files, tests and grader have not changed "
+                         "since its last grading shows the points it had then)")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="print every test as it finishes, and every failing lab's tests (the full view)")
+    ap.add_argument("-j", "--jobs", type=int, default=0, metavar="N",
+                    help="grade up to N labs side by side (default: as many as the machine has cores)")
     ap.add_argument("--quiet", action="store_true", help="no per-test progress")
     ap.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -481,6 +504,43 @@ def main(argv: list[str] | None = None) -> int:
     hide(out.resolve())
     junit = Path(a.junit) if a.junit else out / "junit.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)
+    results = Path(a.json) if a.json else out / "results.json"
+    try:
+        results.unlink()  # a grader that cannot finish leaves no results: never zero points, never a pass
+    except FileNotFoundError:
+        pass
+    how = Rerun(make=os.environ.get("GRADE_VIA") == "make",
+                submission="" if sub == (REPO / "labs").resolve() else a.path,
+                report=_shown_path(out / "report.txt"))
+    whole_labs = not (a.task or a.select or a.repeat > 1)
+    try:
+        if a.verbose or not whole_labs:
+            s = _grade_stream(a, sub, junit, how)
+            cached: dict[int, float] = {}
+        else:
+            s, cached = _grade_labs(a, sub, out, junit, how)
+    except GradeError as e:
+        print(f"grade: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ngrade: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    except Stopped as e:
+        print(f"\ngrade: {e}; everything it started is stopped", file=sys.stderr)
+        return 128 + e.signum
+    if a.verbose or not whole_labs:
+        print()
+        print(s.text)
+    else:
+        from .view import render_short
+        print(render_short(s, how, cached))
+    write_atomic(results, json.dumps(gradescope(s), indent=1))
+    write_atomic(out / "report.txt", full_report(s))
+    return 0 if s.full_marks else 1
+
+
+def _grade_stream(a: argparse.Namespace, sub: Path, junit: Path, how: Rerun) -> Summary:
+    """One grading, every test printed as it finishes (--verbose, --task, -k, --repeat): the full view."""
     what = f"lab {a.lab}" if a.lab else "all labs"
     print(f"Grading {what} in {sub}" + (f", every test {a.repeat} times" if a.repeat > 1 else ""), flush=True)
 
@@ -493,31 +553,87 @@ def main(argv: list[str] | None = None) -> int:
         mark, lab, task, pts, name = (line.split(" ", 4) + [""] * 5)[:5]
         print(f"  {mark} lab {lab} task {task:>2}  {pts:>6}  {name}", flush=True)
 
-    results = Path(a.json) if a.json else out / "results.json"
+    return run_grading(sub, a.lab, a.repeat, junit.resolve(), progress, time_scale=a.time_scale, task=a.task,
+                       select=a.select, how=how)
+
+
+def _grade_labs(a: argparse.Namespace, sub: Path, out: Path, junit: Path,
+                how: Rerun) -> tuple[Summary, dict[int, float]]:
+    """The student's loop: each lab graded on its own, side by side, and a lab whose inputs have not
+    changed since its last grading taken from the cache (gradelib/resultcache.py) unless --fresh.
+    Returns the summary and, for the labs taken from the cache, when they were graded."""
+    from . import resultcache
+    from .view import Live
+    t0 = time.monotonic()
+    labs = [a.lab] if a.lab else resultcache.labs()
+    folder = out / "cache"
+    sandbox = mode_line()
+    env = resultcache.environment(sandbox, a.time_scale)
+    shared = resultcache.shared_digest()
+    keys = {n: resultcache.key(sub, n, env, shared) for n in labs}
+    entries = {}
+    if not a.fresh:
+        for n in labs:
+            e = resultcache.load(folder, sub, n, keys[n])
+            if e is not None:
+                entries[n] = e
+    todo = [n for n in labs if n not in entries]
+    live = Live(quiet=a.quiet)
+    what = f"lab {a.lab}" if a.lab else "all labs"
+    print(f"Grading {what} in {_shown_path(sub)}"
+          + (f" ({len(entries)} unchanged: {', '.join(map(str, sorted(entries)))})" if entries and todo else "")
+          + (": nothing changed since the last grading" if not todo else ""), flush=True)
+    # Side by side under bubblewrap (each grading in namespaces of its own); one at a time in the
+    # fallback, where two gradings would share the sandbox's user (grader/README.md, Containment).
+    jobs = a.jobs or (os.cpu_count() or 1)
+    if not sandbox.startswith("Sandbox: bubblewrap"):
+        jobs = 1
+    graded: dict[int, Summary] = {}
+
+    def one(n: int) -> Summary:
+        live.say(n, "starting")
+
+        def progress(line: str) -> None:
+            if line.startswith("NOTE "):
+                live.say(n, line[5:], plain=True)
+            else:
+                live.test_done(n)
+
+        s = run_grading(sub, n, 1, None, progress, time_scale=a.time_scale, how=how)
+        live.finish(n, f"{s.score}/{s.max_score} in {s.seconds:.0f} s")
+        return s
+
+    from concurrent.futures import ThreadPoolExecutor
     try:
-        results.unlink()  # a grader that cannot finish leaves no results: never zero points, never a pass
-    except FileNotFoundError:
-        pass
-    try:
-        how = Rerun(make=os.environ.get("GRADE_VIA") == "make",
-                    submission="" if sub == (REPO / "labs").resolve() else a.path,
-                    report=_shown_path(out / "report.txt"))
-        s = run_grading(sub, a.lab, a.repeat, junit.resolve(), progress, time_scale=a.time_scale, task=a.task,
-                        select=a.select, how=how)
-    except GradeError as e:
-        print(f"grade: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("grade: interrupted; everything it started is stopped", file=sys.stderr)
-        return 130
-    except Stopped as e:
-        print(f"grade: {e}; everything it started is stopped", file=sys.stderr)
-        return 128 + e.signum
-    print()
-    print(s.text)
-    write_atomic(results, json.dumps(gradescope(s), indent=1))
-    write_atomic(out / "report.txt", full_report(s))
-    return 0 if s.full_marks else 1
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo) or 1))) as pool:
+            futures = {n: pool.submit(one, n) for n in todo}
+            try:
+                for n, f in futures.items():
+                    graded[n] = f.result()
+            except BaseException:
+                for f in futures.values():
+                    f.cancel()
+                stop_all()
+                raise
+    finally:
+        live.clear()
+    s = Summary(sandbox=sandbox)
+    for n in labs:
+        if n in graded:
+            g = graded[n]
+            lab_results = g.results
+            resultcache.store(folder, sub, n, keys[n], lab_results, g.warnings, g.seconds)
+            warnings = g.warnings
+        else:
+            lab_results, warnings = entries[n].results, entries[n].warnings
+        s.results.extend(lab_results)
+        s.warnings.extend(w for w in warnings if w not in s.warnings)
+    s.seconds = time.monotonic() - t0
+    s.score = sum(x["points"] for x in s.results if x["outcome"] == "passed")
+    s.max_score = sum(x["points"] for x in s.results)
+    s.text = render(s, sub, how)
+    _write_junit(s, junit)
+    return s, {n: e.when for n, e in entries.items()}
 
 
 if __name__ == "__main__":

@@ -135,8 +135,9 @@ def _tree(pid: int) -> set[int]:
     return set(sandbox.tree_pids(pid))
 
 
-def _grade_then_signal(args: list[str], sig: signal.Signals, started: str, tmp_path: Path) -> None:
-    """Run grader/grade, and once a line matching `started` is printed (and a second later), send sig:
+def _grade_then_signal(args: list[str], sig: signal.Signals, started: str, tmp_path: Path,
+                       delay: float = 1.0) -> None:
+    """Run grader/grade, and once a line matching `started` is printed (and `delay` s later), send sig:
     it must end with 128+sig, and leave no process of its tree and no scratch folder."""
     tmpdir = tmp_path / "tmp"  # the grader's scratch folders go here, apart from any other grading's
     tmpdir.mkdir()
@@ -151,7 +152,7 @@ def _grade_then_signal(args: list[str], sig: signal.Signals, started: str, tmp_p
             break
     else:
         pytest.fail("grader/grade ended before the point where the test stops it:\n" + "".join(lines))
-    time.sleep(1.0)
+    time.sleep(delay)
     tree = _tree(proc.pid)
     assert len(tree) > 2, "grading should be running programs by now"
     proc.send_signal(sig)
@@ -178,11 +179,21 @@ def test_a_signal_to_grade_ends_its_sandboxes_and_cleans_up(tmp_path: Path, sig:
     shutil.copytree(REPO / "labs" / "01-signal", sub / "01-signal")
     for c in (sub / "01-signal").glob("*.c"):  # every program sleeps: every test waits for it
         c.write_text("#include <unistd.h>\nint main(void) { for (;;) pause(); }\n")
-    _grade_then_signal(["--lab", "1", str(sub)], sig, "test_every_program_builds", tmp_path)
+    _grade_then_signal(["--verbose", "--lab", "1", str(sub)], sig, "test_every_program_builds", tmp_path)
+
+
+def test_a_signal_to_grade_ends_the_labs_graded_side_by_side_and_cleans_up(tmp_path: Path) -> None:
+    """The default view grades labs side by side, each in a thread of grader/grade: SIGTERM stops them all."""
+    sub = tmp_path / "sub"
+    shutil.copytree(REPO / "labs" / "01-signal", sub / "01-signal")
+    for c in (sub / "01-signal").glob("*.c"):
+        c.write_text("#include <unistd.h>\nint main(void) { for (;;) pause(); }\n")
+    shutil.copytree(REPO / "solutions" / "03-fasync-button", sub / "03-fasync-button")
+    _grade_then_signal(["--fresh", str(sub)], signal.SIGTERM, "lab 1: starting", tmp_path, delay=4.0)
 
 
 def test_a_signal_to_grade_ends_the_vm_and_cleans_up(tmp_path: Path) -> None:
-    _grade_then_signal(["--lab", "3", str(REPO / "solutions")], signal.SIGTERM, "test_buttonwatch_builds",
+    _grade_then_signal(["--verbose", "--lab", "3", str(REPO / "solutions")], signal.SIGTERM, "test_buttonwatch_builds",
                        tmp_path)
 
 

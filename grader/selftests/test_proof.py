@@ -68,3 +68,13 @@ def test_chapter_task_points_match_the_tests(solutions: Summary) -> None:
             if want != got:
                 problems.append(f"labs/{folder}/README.md: Task {t} says {want} points, its tests carry {got}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_starters_short_view_fits_one_screen(starter: Summary) -> None:
+    """What `make grade` prints for the untouched starter (the table, the first lab's failures, the
+    next step) fits 60 rows of 80 columns, the lines that wrap counted."""
+    from gradelib.cli import Rerun
+    from gradelib.view import OTHER_ROWS, SCREEN_ROWS, render_short, rows
+    text = render_short(starter, Rerun(make=True))
+    assert rows(text) + OTHER_ROWS <= SCREEN_ROWS, f"{rows(text)} rows:\n{text}"
+    assert "Next step: Lab 1, Task 1" in text and "make grade LAB=1 TEST=" in text

@@ -1,0 +1,192 @@
+"""What grader/grade shows while it grades and after: the student's short view.
+
+While grading: on a terminal, one line that is rewritten in place (which lab is building, booting,
+being graded, how many tests are done); elsewhere (CI, a pipe) plain lines, a few per lab, and no
+cursor movement.  After: the table of labs (a lab whose results came from the cache says since when),
+then only the first unfinished lab's failures (tasks, each failing test as the command that reruns
+it, its build errors and what the kernel complained about), then the next step with the first
+failing test's message, cut to fit one screen (SCREEN_ROWS rows of SCREEN_COLS columns, wrapped
+lines counted).  report.txt keeps everything; `--verbose` (make grade V=1) prints the full stream.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+import time
+from typing import TextIO
+
+from .cli import (KERNEL_TROUBLE, Rerun, Summary, _first_line, _kernel_trouble, lab_title, rerun_command,
+                  task_titles)
+
+SCREEN_ROWS = 60
+SCREEN_COLS = 80
+# Rows of the screen that are not the view's: the "Grading ..." line and make's "Error 1" line, and one
+# for the prompt after it.
+OTHER_ROWS = 3
+
+
+def rows(text: str, cols: int = SCREEN_COLS) -> int:
+    """How many terminal rows `text` takes at `cols` columns."""
+    return sum(max(1, math.ceil(len(ln) / cols)) for ln in text.split("\n"))
+
+
+class Live:
+    """The progress display: one line rewritten in place on a terminal, plain lines elsewhere."""
+
+    def __init__(self, stream: TextIO | None = None, tty: bool | None = None, quiet: bool = False) -> None:
+        stream = stream or sys.stdout
+        self.out = stream
+        self.quiet = quiet
+        self.tty = stream.isatty() if tty is None else tty
+        self.lock = threading.Lock()
+        self.state: dict[int, str] = {}  # lab -> what it is doing
+        self.done: dict[int, int] = {}  # lab -> tests finished
+        self.shown = False
+        try:
+            self.cols = os.get_terminal_size(stream.fileno()).columns if self.tty else SCREEN_COLS
+        except (OSError, ValueError):
+            self.cols = SCREEN_COLS
+
+    def _draw(self) -> None:
+        parts = []
+        for lab in sorted(self.state):
+            n = self.done.get(lab, 0)
+            parts.append(f"lab {lab}: {self.state[lab]}" + (f" ({n} tests done)" if n else ""))
+        line = " | ".join(parts)
+        if len(line) > self.cols - 1:
+            line = line[:self.cols - 4] + "..."
+        self.out.write("\r\033[K" + line)
+        self.out.flush()
+        self.shown = True
+
+    def say(self, lab: int, what: str, plain: bool = True) -> None:
+        """Lab `lab` is now doing `what` (a plain line off a terminal when `plain`)."""
+        with self.lock:
+            self.state[lab] = what
+            if self.quiet:
+                return
+            if self.tty:
+                self._draw()
+            elif plain:
+                print(f"  lab {lab}: {what}", file=self.out, flush=True)
+
+    def test_done(self, lab: int) -> None:
+        with self.lock:
+            self.done[lab] = self.done.get(lab, 0) + 1
+            self.state.setdefault(lab, "grading")
+            if self.tty and not self.quiet:
+                self._draw()
+
+    def finish(self, lab: int, what: str) -> None:
+        """Lab `lab` is finished: it leaves the live line (off a terminal: one line says so)."""
+        with self.lock:
+            self.state.pop(lab, None)
+            if self.quiet:
+                return
+            if self.tty:
+                self._draw() if self.state else self.clear()
+            else:
+                print(f"  lab {lab}: {what}", file=self.out, flush=True)
+
+    def clear(self) -> None:
+        if self.tty and self.shown:
+            self.out.write("\r\033[K")
+            self.out.flush()
+            self.shown = False
+
+
+def _lab_line(n: int, folder: str, got: int, tot: int, width: int, note: str = "") -> str:
+    """`Lab N: title`, a note at the right of the title (cut to make room), the points in their column."""
+    title = f"Lab {n}: {lab_title(folder)}"
+    room = width - 1 - (len(note) + 2 if note else 0)
+    if len(title) > room:
+        title = title[:room - 3] + "..."
+    return (title + (f"  {note}" if note else "")).ljust(width) + f"{got:>4}/{tot}"
+
+
+def render_short(s: Summary, how: Rerun, cached: dict[int, float] | None = None, cols: int = SCREEN_COLS,
+                 budget: int = SCREEN_ROWS - OTHER_ROWS) -> str:
+    """The short view of a grading (see the module's docstring).  cached: lab -> when its results were
+    graded, for the labs shown from the cache."""
+    cached = cached or {}
+    labs: dict[int, list[dict]] = {}
+    for x in s.results:
+        labs.setdefault(x["lab"], []).append(x)
+    width = cols - 12  # the points column: 12 columns from the right edge
+    head: list[str] = []
+    first = None  # the first lab not finished
+    for n in sorted(labs):
+        rs = labs[n]
+        got = sum(x["points"] for x in rs if x["outcome"] == "passed")
+        tot = sum(x["points"] for x in rs)
+        note = ("unchanged since " + time.strftime("%H:%M", time.localtime(cached[n]))) if n in cached else ""
+        head.append(_lab_line(n, rs[0]["folder"], got, tot, width, note))
+        if first is None and any(x["outcome"] != "passed" for x in rs):
+            first = n
+    head.append("Total".ljust(width) + f"{s.score:>4}/{s.max_score}")
+    if s.sandbox and not s.sandbox.startswith("Sandbox: bubblewrap"):
+        head.append(s.sandbox)  # the fallback is said on the console: it contains less
+    head.extend(f"warning: {w}" for w in s.warnings[:3])
+    if first is None:
+        return "\n".join(head + ["", "All tests pass: full marks."])
+    rs = labs[first]
+    folder = rs[0]["folder"]
+    titles = task_titles(folder)
+    body = ["", f"Lab {first}: what still fails (each line reruns one test):"]
+    prereq = None
+    for x in rs:
+        if x["prereq"] and x["outcome"] != "passed":
+            lines = x["message"].strip().splitlines() or [""]
+            body.append(f"  ! {x['name']}: {lines[0]}")
+            prereq = prereq or x
+    body.extend(_kernel_trouble(rs))
+    causes: dict[str, int] = {}
+    for x in rs:
+        if x["outcome"] != "passed" and not x["prereq"]:
+            causes[_first_line(x["message"])] = causes.get(_first_line(x["message"]), 0) + 1
+    body.extend(f"  ! {c} tests failed for one cause: {line}" for line, c in causes.items()
+                if c > 1 and not KERNEL_TROUBLE.match(line))
+    tasks: dict[int, list[dict]] = {}
+    for x in rs:
+        if not x["prereq"]:
+            tasks.setdefault(x["task"], []).append(x)
+    step = None
+    for t in sorted(tasks):
+        failing = [x for x in tasks[t] if x["outcome"] != "passed"]
+        if not failing:
+            continue
+        title = titles.get(t, (f"Task {t}", 0))[0]
+        tg = sum(x["points"] for x in tasks[t] if x["outcome"] == "passed")
+        tt = sum(x["points"] for x in tasks[t])
+        body.append(f"  Task {t}: {title}"[:width - 1].ljust(width) + f"{tg:>4}/{tt}")
+        body.extend(f"    {rerun_command(x, how)}" for x in failing)
+        step = step or (t, title, failing[0])
+    tail: list[str] = [""]
+    if step is None and prereq is not None:
+        tail.append(f"Next step: Lab {first}: {prereq['name']} failed (it carries no points, but the tests need it).")
+        msg = prereq["message"]
+    elif step is not None:
+        t, title, x = step
+        tail += [f"Next step: Lab {first}, Task {t}: {title}.",
+                 f"  Read labs/{folder}/README.md, section \"Task {t}: {title}\".",
+                 f"  First failing test: {x['name']}"]
+        msg = x["message"]
+    else:
+        msg = ""
+    end = [f"  Every message: {how.report}; every test as it runs: "
+           + ("make grade V=1" if how.make else "grader/grade --verbose") + "."]
+    # The message gets the rows that are left; a cut says so.
+    left = budget - rows("\n".join(head + body + tail + end), cols)
+    shown: list[str] = []
+    lines = msg.strip().splitlines()
+    for i, ln in enumerate(lines):
+        more = len(lines) - i
+        need = rows("  " + ln, cols) + (1 if more > 1 else 0)
+        if need > left:
+            shown.append(f"  ... ({more} more lines of this message in {how.report})")
+            break
+        shown.append("  " + ln)
+        left -= rows("  " + ln, cols)
+    return "\n".join(head + body + tail + shown + end)
