@@ -10,7 +10,7 @@
 #   make vm LAB=3               ... with lab 3's module and programs in /lab
 #   make doctor                 check this machine for what the labs need, and say how to fix it
 #   make test                   the project's own tests (for maintainers and CI)
-#   make bench                  boot, command and grading times; lab 1's hang; lab 6's mechanisms
+#   make bench                  boot, command and grading times, the student's loop; lab 1's hang; lab 6's mechanisms
 #   make plot LAB=4             a lab's figure or table, measured in the VM (labs/04-*/bursts.svg)
 #   make starter                regenerate labs/ starter code from solutions/
 #   make slides                 build the lecture decks into slides/out/
@@ -85,6 +85,7 @@ vm: fetch
 bench: fetch
 	@$(PY) vm/bench.py
 	@$(PY) grader/bench.py
+	@$(PY) grader/bench_loop.py
 	@$(PY) grader/bench_hang.py
 	@$(PY) grader/bench_autograder.py
 	@$(PY) tools/plots/lab6-mechanisms.py

@@ -48,6 +48,8 @@ class Live:
             self.cols = os.get_terminal_size(stream.fileno()).columns if self.tty else SCREEN_COLS
         except (OSError, ValueError):
             self.cols = SCREEN_COLS
+        if self.cols < 40:  # a terminal that does not say its size
+            self.cols = SCREEN_COLS
 
     def _draw(self) -> None:
         parts = []
@@ -75,7 +77,8 @@ class Live:
     def test_done(self, lab: int) -> None:
         with self.lock:
             self.done[lab] = self.done.get(lab, 0) + 1
-            self.state.setdefault(lab, "grading")
+            if self.state.get(lab, "starting") == "starting":
+                self.state[lab] = "grading"
             if self.tty and not self.quiet:
                 self._draw()
 
