@@ -1,7 +1,7 @@
 """run_autograder's work in a Gradescope container: grade /autograder/submission, write
 /autograder/results/results.json.
 
-usage: python3 -m gradelib.autograder [--root ROOT] [--labs "1 2"] [--check]
+usage: python3 -m gradelib.autograder [--root ROOT] [--labs "1 2"] [--select EXPR] [--check]
 
 ROOT is $AUTOGRADER_ROOT, else /autograder (Gradescope's layout: source/ holds the archive,
 submission/ the student's files, results/ what we write).  The submission is a folder laid out
@@ -78,8 +78,9 @@ def find_submission(sub: Path, scratch: Path) -> Path:
     return batch.find_labs_root(scratch)
 
 
-def grade(root: Path, labs: list[int], time_limit: float) -> Summary:
-    """Grade every selected lab of the submission under root; one Summary for all of them."""
+def grade(root: Path, labs: list[int], time_limit: float, select: str | None = None) -> Summary:
+    """Grade every selected lab of the submission under root (select: only the tests a pytest -k
+    expression matches); one Summary for all of them."""
     with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:
         labs_root = find_submission(root / "submission", Path(tmp))
         hide((root / "submission").resolve())
@@ -88,12 +89,12 @@ def grade(root: Path, labs: list[int], time_limit: float) -> Summary:
         every = available_labs()
         total = Summary(sandbox=mode_line())
         if set(every) <= set(labs):  # all of them: one run
-            parts = [run_grading(labs_root, None, timeout=time_limit, how=how)]
+            parts = [run_grading(labs_root, None, timeout=time_limit, how=how, select=select)]
         else:
             parts = []
             for n in labs:
                 left = time_limit - total.seconds
-                s = run_grading(labs_root, n, timeout=max(left, 1.0), how=how)
+                s = run_grading(labs_root, n, timeout=max(left, 1.0), how=how, select=select)
                 total.seconds += s.seconds
                 parts.append(s)
         for s in parts:
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="run_autograder", description="Grade a Gradescope submission.")
     ap.add_argument("--root", default=os.environ.get("AUTOGRADER_ROOT", "/autograder"))
     ap.add_argument("--labs", help='the labs to grade, e.g. "1 2" (default: the archive\'s LABS setting)')
+    ap.add_argument("--select", help="only the tests this pytest -k expression matches (the grader's own tests of "
+                                     "the archive; Gradescope passes no arguments)")
     ap.add_argument("--check", action="store_true", help="check the setup instead of grading")
     a = ap.parse_args(argv)
     if a.check:
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Grading lab{'s' if len(labs) > 1 else ''} {', '.join(map(str, labs))} of {root / 'submission'}",
           flush=True)
     try:
-        s = grade(root, labs, time_limit)
+        s = grade(root, labs, time_limit, a.select)
     except batch.Malformed as e:
         print(f"run_autograder: not graded: {e}")
         write_atomic(results, json.dumps(malformed(str(e)), indent=1))
