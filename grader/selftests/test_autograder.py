@@ -133,6 +133,9 @@ def test_the_archive_has_gradescopes_layout_and_no_answers(archive: Path) -> Non
     assert 'LABS="1"' in conf
     with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
         members = tar.getnames()
+        private = {m.name: m.mode for m in tar.getmembers() if m.name.startswith("grader/reference")}
+    assert modes["workbook.tar.gz"] == 0o600, "the tarball carries grader/reference/: root's alone"
+    assert "grader/reference" in private and all(not mode & 0o077 for mode in private.values()), private
     version = (REPO / "vm" / "cache" / "current").read_text().strip()
     for needed in ("grader/gradelib/autograder.py", "grader/tests/test_lab01_signal.py", "vm/machine.py",
                    "driver/wb_board.c", "labs/01-signal/README.md", "vm/cache/current",
@@ -140,6 +143,17 @@ def test_the_archive_has_gradescopes_layout_and_no_answers(archive: Path) -> Non
         assert needed in members, needed
     for banned in ("solutions/", "grader/selftests/", "grader/hostile/", "labs/01-signal/worker.c"):
         assert not any(m.startswith(banned) for m in members), banned
+
+
+def test_what_comes_from_the_solutions_is_roots_alone_after_setup(source: Path) -> None:
+    """grader/reference/, the tarball that carries it and the build cache that holds the reference driver
+    built: student code in the fallback runs as another user and sees the file system."""
+    for top in (source / "workbook.tar.gz", source / "workbook" / "grader" / "reference",
+                source / "workbook" / "vm" / "cache" / "build"):
+        assert top.exists(), top
+        for p in [top, *top.rglob("*")]:
+            st = p.lstat()
+            assert st.st_uid == 0 and not st.st_mode & 0o077, f"{p}: mode {st.st_mode & 0o7777:o}"
 
 
 @pytest.mark.parametrize("fallback", [False, True], ids=["bwrap", "fallback"])
