@@ -221,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     labs = sorted({int(w) for w in words}) if words else available_labs()
     if a.check:
         return check(root, labs)
-    keep_private(root)  # as --check left it, whatever changed since
+    try:
+        keep_private(root)  # as --check left it, whatever changed since
+    except OSError as e:  # never grade with the solutions in student code's reach
+        print(f"run_autograder: cannot make {e.filename} root's alone: {e.strerror}", file=sys.stderr)
+        return 2
     time_limit = float(conf.get("TIME_LIMIT", DEFAULT_TIME_LIMIT))
     results = root / "results" / "results.json"
     try:
