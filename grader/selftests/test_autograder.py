@@ -223,6 +223,18 @@ def test_the_vm_lab_gets_full_marks(source: Path, tmp_path: Path) -> None:
     assert all("lab 3" in t["tags"] for t in data["tests"])
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fallback's own user needs a grader that is root")
+def test_the_vm_lab_s_module_builds_as_the_sandbox_s_user_in_the_fallback(source: Path, tmp_path: Path) -> None:
+    """The student's Kbuild runs as the sandbox's user, which cannot read the build cache nor grader/reference:
+    on the tests where gradescope-lab3-reference-kbuild gets nothing, the solution gets full marks."""
+    select = json.loads((HOSTILE / "gradescope-lab3-reference-kbuild" / "EXPECT.json").read_text())["select"]
+    res, data = _autograde(source, tmp_path, _labs(tmp_path, SOLUTIONS, "03-fasync-button"), fallback=True,
+                           args=("--labs", "3", "--select", select))
+    assert res.returncode == 0 and data is not None, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "Sandbox: fallback without namespaces" in data["output"]
+    assert data["score"] == data["max_score"] > 0, res.stdout[-3000:]
+
+
 def _gradescope_cases() -> list[str]:
     return sorted(p.name for p in HOSTILE.glob("gradescope-*") if (p / "EXPECT.json").is_file())
 
