@@ -14,7 +14,10 @@ specification asks:
                       vm/cache: the grading container need not reach Debian's archive
     README.txt        what this is
 No solutions and no starter code go in.  The files are the repository's tracked files as they
-are in the working tree (git ls-files), or every file when there is no git.
+are in the working tree (git ls-files), or every file when there is no git.  What is derived from
+the solutions (grader/reference/: lab 3's driver, which labs 4-6 are graded against) is root's
+alone in the tarball (folders 0700, files 0600), and workbook.tar.gz itself is 0600: student code
+runs as another user, and in Gradescope's container (no namespaces) it sees the file system.
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ EXCLUDE = [r"^grader/(selftests|hostile|out)/", r"^grader/bench", r"/__pycache__
 # From vm/cache/VERSION: what the grader boots and builds against (not Debian's docs, not the busybox package).
 CACHE_FILES = ["vmlinux", "busybox", "config", "System.map", "complete", "kdir"]
 CACHE_TREES = ["root/usr/src", "root/usr/lib"]
+# Derived from the solutions: readable by root only, once unpacked.
+PRIVATE = [r"^grader/reference(/|$)"]
 
 
 def tracked_files() -> list[str]:
@@ -62,6 +67,8 @@ def _add(tar: tarfile.TarFile, path: Path, name: str) -> None:
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
     info.mode &= 0o755  # nothing writable by others once unpacked
+    if any(re.search(p, name) for p in PRIVATE):
+        info.mode &= 0o700  # nor readable
     if info.isreg():
         with open(path, "rb") as f:
             tar.addfile(info, f)
@@ -72,7 +79,11 @@ def _add(tar: tarfile.TarFile, path: Path, name: str) -> None:
 def workbook_tarball(version: str) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        for name in tracked_files():
+        names = tracked_files()
+        private = {str(d) for n in names for d in Path(n).parents if any(re.search(p, str(d)) for p in PRIVATE)}
+        for d in sorted(private):
+            _add(tar, REPO / d, d)  # the private folders themselves, before their files
+        for name in names:
             _add(tar, REPO / name, name)
         cache = fetch.CACHE / version
         info = tarfile.TarInfo("vm/cache/current")
@@ -130,7 +141,7 @@ def build(out: Path, labs: list[int], time_limit: float) -> Path:
             _zip_add(z, "autograder.conf", conf.encode(), 0o644)
             _zip_add(z, "README.txt", readme.encode(), 0o644)
             info = zipfile.ZipInfo("workbook.tar.gz", date_time=time.localtime()[:6])
-            info.external_attr = 0o100644 << 16
+            info.external_attr = 0o100600 << 16  # it carries grader/reference/: root's alone
             z.writestr(info, workbook_tarball(version), compress_type=zipfile.ZIP_STORED)  # gzip already
         os.replace(tmp, out)
     finally:

@@ -1,7 +1,7 @@
 """run_autograder's work in a Gradescope container: grade /autograder/submission, write
 /autograder/results/results.json.
 
-usage: python3 -m gradelib.autograder [--root ROOT] [--labs "1 2"] [--check]
+usage: python3 -m gradelib.autograder [--root ROOT] [--labs "1 2"] [--select EXPR] [--check]
 
 ROOT is $AUTOGRADER_ROOT, else /autograder (Gradescope's layout: source/ holds the archive,
 submission/ the student's files, results/ what we write).  The submission is a folder laid out
@@ -18,16 +18,24 @@ no points and the reason; a grader that cannot run writes no results.json (Grade
 a failed autograder to the instructor) and exits with status 2.
 
 --check: what setup.sh runs once when Gradescope builds the image: builds the button board and a
-module against the VM kernel's headers, boots the VM and loads the module (and so fills the
-build caches the gradings reuse).
+module against the VM kernel's headers, boots the VM and loads the module, builds the reference
+driver of each lab graded against one (and so fills the build caches the gradings reuse: a grading
+builds no reference driver, so no command line shows its sources).
+
+What is derived from the solutions (PRIVATE: grader/reference/, workbook.tar.gz that carries it, the
+build cache that holds the reference driver built) is made root's alone by --check and again before
+each grading: student code runs as another user and, where there are no namespaces (Gradescope's
+container), sees the file system with that user's rights.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
 import shlex
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +46,31 @@ from .cli import (GradeError, REPO, Rerun, Stopped, Summary, gradescope, on_stop
 from .sandbox import hide, inert, mode_line
 
 DEFAULT_TIME_LIMIT = 540.0  # Gradescope's default limit is 10 minutes
+REFERENCES = REPO / "grader" / "reference"  # earlier labs' drivers, generated from the solutions
+BUILD_CACHE = REPO / "vm" / "cache" / "build"  # the board and the modules built (the reference driver too)
+
+
+def private_paths(root: Path) -> list[Path]:
+    """What student code must not read: what is derived from the solutions, and what carries it."""
+    return [REFERENCES, BUILD_CACHE, root / "source" / "workbook.tar.gz"]
+
+
+def keep_private(root: Path) -> None:
+    """Make private_paths() root's alone (0700 folders, 0600 files), every file below them too."""
+    for top in private_paths(root):
+        try:
+            st = os.lstat(top)
+        except FileNotFoundError:
+            continue
+        todo = [(top, st)]
+        while todo:
+            p, st = todo.pop()
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            os.chmod(p, stat.S_IMODE(st.st_mode) & 0o700)
+            if stat.S_ISDIR(st.st_mode):
+                with os.scandir(p) as it:
+                    todo += [(Path(e.path), e.stat(follow_symlinks=False)) for e in it]
 
 
 def read_conf(path: Path) -> dict[str, str]:
@@ -78,8 +111,9 @@ def find_submission(sub: Path, scratch: Path) -> Path:
     return batch.find_labs_root(scratch)
 
 
-def grade(root: Path, labs: list[int], time_limit: float) -> Summary:
-    """Grade every selected lab of the submission under root; one Summary for all of them."""
+def grade(root: Path, labs: list[int], time_limit: float, select: str | None = None) -> Summary:
+    """Grade every selected lab of the submission under root (select: only the tests a pytest -k
+    expression matches); one Summary for all of them."""
     with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:
         labs_root = find_submission(root / "submission", Path(tmp))
         hide((root / "submission").resolve())
@@ -88,12 +122,12 @@ def grade(root: Path, labs: list[int], time_limit: float) -> Summary:
         every = available_labs()
         total = Summary(sandbox=mode_line())
         if set(every) <= set(labs):  # all of them: one run
-            parts = [run_grading(labs_root, None, timeout=time_limit, how=how)]
+            parts = [run_grading(labs_root, None, timeout=time_limit, how=how, select=select)]
         else:
             parts = []
             for n in labs:
                 left = time_limit - total.seconds
-                s = run_grading(labs_root, n, timeout=max(left, 1.0), how=how)
+                s = run_grading(labs_root, n, timeout=max(left, 1.0), how=how, select=select)
                 total.seconds += s.seconds
                 parts.append(s)
         for s in parts:
@@ -114,10 +148,28 @@ def malformed(why: str) -> dict:
             "stdout_visibility": "visible", "tests": []}
 
 
-def check() -> int:
+def reference_drivers(labs: list[int]) -> list[tuple[str, str]]:
+    """(folder of grader/reference, module name) for each of `labs` graded against an earlier lab's driver
+    (its tests' LAB.reference)."""
+    found: set[tuple[str, str]] = set()
+    for p in sorted((REPO / "grader" / "tests").glob("test_lab*_*.py")):
+        m = re.match(r"test_lab(\d+)_", p.name)
+        if not m or int(m.group(1)) not in labs:
+            continue
+        spec = importlib.util.spec_from_file_location(f"_autograder_{p.stem}", p)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        lab = getattr(module, "LAB", None)
+        if getattr(lab, "reference", ""):
+            found.add((lab.reference, lab.reference_module))  # type: ignore[union-attr]
+    return sorted(found)
+
+
+def check(root: Path, labs: list[int]) -> int:
     """setup.sh's check: the toolchain, the kernel headers and QEMU work together here."""
     sys.path.insert(0, str(REPO))
-    from vm.kmod import KmodError, build_board, build_module
+    from vm.kmod import KmodError, build_as, build_board, build_module
     from vm.machine import Machine, VMError
     try:
         board = build_board(say=print)
@@ -129,6 +181,9 @@ def check() -> int:
             with Machine(files={"/lab/hello.ko": b.kos["hello"], "/lab/wb_board.ko": board["wb_board.ko"]}) as m:
                 m.check("insmod /lab/hello.ko && rmmod hello && insmod /lab/wb_board.ko", timeout=60)
                 print(f"check: the VM booted in {m.boot_seconds:.1f} s and loaded a module built here")
+            for folder, name in reference_drivers(labs):  # built now, so that no grading builds them
+                build_as(REFERENCES / folder, Path(tmp) / folder, name)
+                print(f"check: built the reference driver grader/reference/{folder} as {name}.ko")
     except (KmodError, VMError) as e:
         print(f"check: {e}", file=sys.stderr)
         return 1
@@ -145,6 +200,8 @@ def check() -> int:
                   f"{sandbox.clean_text(ex.stdout + ex.stderr).strip()[:500]}", file=sys.stderr)
             return 1
     print(f"check: a contained program ran as uid {sandbox.sandbox_uid()}")
+    keep_private(root)
+    print(f"check: root's alone: {', '.join(str(p) for p in private_paths(root) if p.exists())}")
     print(mode_line())
     return 0
 
@@ -154,14 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="run_autograder", description="Grade a Gradescope submission.")
     ap.add_argument("--root", default=os.environ.get("AUTOGRADER_ROOT", "/autograder"))
     ap.add_argument("--labs", help='the labs to grade, e.g. "1 2" (default: the archive\'s LABS setting)')
+    ap.add_argument("--select", help="only the tests this pytest -k expression matches (the grader's own tests of "
+                                     "the archive; Gradescope passes no arguments)")
     ap.add_argument("--check", action="store_true", help="check the setup instead of grading")
     a = ap.parse_args(argv)
-    if a.check:
-        return check()
     root = Path(a.root)
     conf = read_conf(root / "source" / "autograder.conf")
     words = (a.labs or conf.get("LABS", "")).replace(",", " ").split()
     labs = sorted({int(w) for w in words}) if words else available_labs()
+    if a.check:
+        return check(root, labs)
+    try:
+        keep_private(root)  # as --check left it, whatever changed since
+    except OSError as e:  # never grade with the solutions in student code's reach
+        print(f"run_autograder: cannot make {e.filename} root's alone: {e.strerror}", file=sys.stderr)
+        return 2
     time_limit = float(conf.get("TIME_LIMIT", DEFAULT_TIME_LIMIT))
     results = root / "results" / "results.json"
     try:
@@ -171,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Grading lab{'s' if len(labs) > 1 else ''} {', '.join(map(str, labs))} of {root / 'submission'}",
           flush=True)
     try:
-        s = grade(root, labs, time_limit)
+        s = grade(root, labs, time_limit, a.select)
     except batch.Malformed as e:
         print(f"run_autograder: not graded: {e}")
         write_atomic(results, json.dumps(malformed(str(e)), indent=1))

@@ -43,6 +43,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,7 +331,9 @@ class VmLab:
                 if self.spec.board:
                     board["files"] = build_board(say=note)
                 if self.spec.reference:
-                    board["reference"] = self._build_reference(root / "reference")
+                    # in a folder of the grader's alone (0700), not in the lab's (the student's)
+                    private = Path(tempfile.mkdtemp(prefix=f"lab{self.spec.number:02d}-", dir=root.parent))
+                    board["reference"] = self._build_reference(private)
             except KmodError as e:
                 board["error"] = str(e)
 
@@ -455,7 +458,9 @@ class VmLab:
         return build_module(src, out, w1=True, module=self.spec.module, runner=contained, cache=True)
 
     def _build_reference(self, out: Path) -> Path:
-        """grader/reference/FOLDER as MODULE_ref.ko (the grader's own code: built outside the sandbox)."""
+        """grader/reference/FOLDER as MODULE_ref.ko (the grader's own code: built outside the sandbox), in
+        `out`, which student code cannot read (the solution's sources are copied there): the Gradescope
+        archive builds it at setup (gradelib/autograder.py), so a grading takes it from the cache."""
         if not (REFERENCES / self.spec.reference).is_dir():
             raise KmodError(f"the grader's reference driver grader/reference/{self.spec.reference} is missing "
                             "(it is part of the grader, in every edition that has this lab): restore it with "

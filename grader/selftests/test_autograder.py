@@ -6,6 +6,11 @@ fallback forced (GRADER_SANDBOX=none), and results.json checked against Gradesco
 fields (its autograder specification).
 
 Lab 1 (a host lab) in most cases, the VM lab 3 once.
+
+The hostile corpus's Gradescope cases (grader/hostile/gradescope-*/EXPECT.json, the format of
+selftests/test_hostile.py's prepared cases, with "lab", "select", "score", "report_contains") run
+here, through run_autograder in the fallback: their points must be `score`, and neither results.json
+nor the console may show a line of the solutions (the reference drivers) or a "LEAK" line.
 """
 from __future__ import annotations
 
@@ -15,15 +20,19 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from gradelib.cli import REPO
+from test_hostile import HOSTILE, _prepared_submission
 
 SOLUTIONS = REPO / "solutions"
 STARTER = REPO / "labs"
+REFERENCES = REPO / "grader" / "reference"
 # Gradescope's autograder specification: the values it accepts.
 STATUSES = {"passed", "failed"}
 VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
@@ -40,10 +49,18 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def source(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ROOT/source as Gradescope leaves it after setup.sh, shared by every case."""
-    root = tmp_path_factory.mktemp("autograder")
+def source(archive: Path) -> Iterator[Path]:
+    """ROOT/source as Gradescope leaves it after setup.sh, shared by every case.  Where student code in
+    the fallback can reach it, as it can reach /autograder (pytest's own temporary folders are 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="autograder-source-", dir="/var/tmp"))
     os.chmod(root, 0o755)
+    try:
+        yield _set_up(archive, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _set_up(archive: Path, root: Path) -> Path:
     with zipfile.ZipFile(archive) as z:
         z.extractall(root / "source")
         for info in z.infolist():  # as unzip does: the permissions stored in the archive
@@ -116,6 +133,9 @@ def test_the_archive_has_gradescopes_layout_and_no_answers(archive: Path) -> Non
     assert 'LABS="1"' in conf
     with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
         members = tar.getnames()
+        private = {m.name: m.mode for m in tar.getmembers() if m.name.startswith("grader/reference")}
+    assert modes["workbook.tar.gz"] == 0o600, "the tarball carries grader/reference/: root's alone"
+    assert "grader/reference" in private and all(not mode & 0o077 for mode in private.values()), private
     version = (REPO / "vm" / "cache" / "current").read_text().strip()
     for needed in ("grader/gradelib/autograder.py", "grader/tests/test_lab01_signal.py", "vm/machine.py",
                    "driver/wb_board.c", "labs/01-signal/README.md", "vm/cache/current",
@@ -123,6 +143,17 @@ def test_the_archive_has_gradescopes_layout_and_no_answers(archive: Path) -> Non
         assert needed in members, needed
     for banned in ("solutions/", "grader/selftests/", "grader/hostile/", "labs/01-signal/worker.c"):
         assert not any(m.startswith(banned) for m in members), banned
+
+
+def test_what_comes_from_the_solutions_is_roots_alone_after_setup(source: Path) -> None:
+    """grader/reference/, the tarball that carries it and the build cache that holds the reference driver
+    built: student code in the fallback runs as another user and sees the file system."""
+    for top in (source / "workbook.tar.gz", source / "workbook" / "grader" / "reference",
+                source / "workbook" / "vm" / "cache" / "build"):
+        assert top.exists(), top
+        for p in [top, *top.rglob("*")]:
+            st = p.lstat()
+            assert st.st_uid == 0 and not st.st_mode & 0o077, f"{p}: mode {st.st_mode & 0o7777:o}"
 
 
 @pytest.mark.parametrize("fallback", [False, True], ids=["bwrap", "fallback"])
@@ -190,3 +221,49 @@ def test_the_vm_lab_gets_full_marks(source: Path, tmp_path: Path) -> None:
     check_gradescope_fields(data)
     assert data["score"] == data["max_score"] == 100, res.stdout[-3000:]
     assert all("lab 3" in t["tags"] for t in data["tests"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fallback's own user needs a grader that is root")
+def test_the_vm_lab_s_module_builds_as_the_sandbox_s_user_in_the_fallback(source: Path, tmp_path: Path) -> None:
+    """The student's Kbuild runs as the sandbox's user, which cannot read the build cache nor grader/reference:
+    on the tests where gradescope-lab3-reference-kbuild gets nothing, the solution gets full marks."""
+    select = json.loads((HOSTILE / "gradescope-lab3-reference-kbuild" / "EXPECT.json").read_text())["select"]
+    res, data = _autograde(source, tmp_path, _labs(tmp_path, SOLUTIONS, "03-fasync-button"), fallback=True,
+                           args=("--labs", "3", "--select", select))
+    assert res.returncode == 0 and data is not None, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "Sandbox: fallback without namespaces" in data["output"]
+    assert data["score"] == data["max_score"] > 0, res.stdout[-3000:]
+
+
+def _gradescope_cases() -> list[str]:
+    return sorted(p.name for p in HOSTILE.glob("gradescope-*") if (p / "EXPECT.json").is_file())
+
+
+def _solution_lines() -> set[str]:
+    """The reference drivers' lines that the starter does not have (the solution's own), long enough to
+    be recognised."""
+    lines = set()
+    for ref in REFERENCES.glob("*/*"):
+        starter = STARTER / ref.parent.name / ref.name
+        known = set(starter.read_text().splitlines()) if starter.is_file() else set()
+        lines |= {ln.strip() for ln in ref.read_text().splitlines() if len(ln.strip()) >= 20 and ln not in known}
+    return lines
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fallback's own user needs a grader that is root")
+@pytest.mark.parametrize("case", _gradescope_cases())
+def test_a_hostile_submission_in_the_fallback_gets_no_solution(source: Path, tmp_path: Path, case: str) -> None:
+    expect = json.loads((HOSTILE / case / "EXPECT.json").read_text())
+    sub = _prepared_submission(case, expect, tmp_path)
+    args = ("--labs", str(expect["lab"]), *(("--select", expect["select"]) if "select" in expect else ()))
+    res, data = _autograde(source, tmp_path, sub, fallback=True, args=args)
+    assert res.returncode == 0 and data is not None, res.stdout[-3000:] + res.stderr[-3000:]
+    check_gradescope_fields(data)
+    assert "Sandbox: fallback without namespaces" in data["output"]
+    shown = "\n".join([data["output"], *(t["output"] for t in data["tests"]), res.stdout, res.stderr])
+    assert data["score"] == expect["score"], f"{case}: scored {data['score']}/{data['max_score']}:\n{shown[-3000:]}"
+    for words in expect.get("report_contains", []):
+        assert words in shown, f"{case}: the feedback should mention {words!r}:\n{shown[-3000:]}"
+    assert "LEAK" not in shown, f"{case}: the feedback shows what student code must not reach:\n{shown[-3000:]}"
+    leaked = sorted(ln for ln in _solution_lines() if ln in shown)
+    assert not leaked, f"{case}: the feedback shows lines of the solutions: {leaked[:5]}"

@@ -143,7 +143,9 @@ def test_host_hostile_submission(case: str, tmp_path: Path, sentinel: Path, clas
 
 
 def _prepared_cases() -> list[str]:
-    return sorted(p.name for p in HOSTILE.iterdir() if (p / "EXPECT.json").is_file()) if HOSTILE.is_dir() else []
+    # gradescope-*: run through the Gradescope archive in its fallback, by selftests/test_autograder.py
+    return sorted(p.name for p in HOSTILE.iterdir() if (p / "EXPECT.json").is_file()
+                  and not p.name.startswith("gradescope-")) if HOSTILE.is_dir() else []
 
 
 def _prepared_submission(case: str, expect: dict, dest: Path) -> Path:

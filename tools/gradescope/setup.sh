@@ -6,7 +6,12 @@
 # only Ubuntu's own packages (Debian's archive may be out of reach there), unpacks the
 # workbook's grader and the VM's kernel, headers and busybox carried in workbook.tar.gz,
 # makes the user student code runs as, checks the versions the grader needs, and boots the
-# VM once (which also builds what every grading reuses).
+# VM once (which also builds what every grading reuses: the button board, the reference driver).
+#
+# What is derived from the solutions (grader/reference/, lab 3's driver, which labs 4-6 are graded
+# against; workbook.tar.gz, which carries it; the grader's build cache, which holds the driver built)
+# is root's alone (gradelib/autograder.py, --check): student code runs as $SANDBOX_USER, and where
+# there are no namespaces (Gradescope's container) it sees the file system with that user's rights.
 #
 # AUTOGRADER_ROOT (default /autograder) and WORKBOOK_SETUP=grader-only (skip the OS check,
 # the packages and the user: unpack, check, boot) are for trying it outside Gradescope.
@@ -49,7 +54,8 @@ say "unpacking the grader and the VM's kernel into $SRC/workbook"
 rm -rf "$SRC/workbook"
 mkdir -p "$SRC/workbook"
 tar -xzf "$SRC/workbook.tar.gz" -C "$SRC/workbook" --no-same-owner
-# The grader's files and the results are root's: the user student code runs as cannot change them.
+# The grader's files and the results are root's: the user student code runs as cannot change them
+# (nor read what is derived from the solutions: the check below makes it root's alone).
 chmod -R go-w "$SRC"
 mkdir -p "$ROOT/results"
 chmod 755 "$ROOT/results"
