@@ -1,7 +1,7 @@
 /* mechbench.c
 
    One way of learning that a file has data, measured: lab 6's comparison
-   of notification mechanisms (tools/bench_mechanisms.py runs it for each
+   of notification mechanisms (tools/plots/lab6-mechanisms.py runs it for each
    mechanism, on the host with a pipe and in the VM with /dev/button).
 
    MECH is one of
@@ -28,12 +28,21 @@
    at SIGTERM, one line:
 
      result mech=M events=E lost=L wakeups=W span_ns=S p50_ns=A p99_ns=B cpu_ns=C
+            fallbacks=F left=Q
 
    events: records read; lost: seq numbers the ring overwrote (a gap);
    wakeups: signals handled or waits that returned; span: from the first
    event's time to the receipt of the last; p50, p99: the latency from an
-   event's time to its receipt; cpu: this process's user + system time
-   from "ready" on.
+   event's time (the writer's clock_gettime() just before its write(2),
+   or the driver's ktime_get_ns() in the interrupt handler) to its receipt
+   (clock_gettime() once the read(2) that returned it is back): under a
+   burst it includes the time the record waited behind the ones before it,
+   the backlog; cpu: this process's user + system time from "ready" on;
+   fallbacks: SIGIO taken by a mechanism that asked for SIGRTMIN (the
+   queue was full); left: signals still queued when it stops (SIGRTMIN and
+   SIGIO, taken with sigtimedwait() and counted after the figures): the
+   program stops at its last record, and signals queued for records it
+   already read are not waited for.
    A mechanism that has not seen its last event after 30 s says
    "timeout mech=M base=B next=N final=F events=E wakeups=W" instead.
 
@@ -63,7 +72,7 @@ struct rec {                    /* struct button_event's layout */
 #define MAXEV 200000
 
 static uint64_t lat[MAXEV];
-static long nLat, lost, wakeups;
+static long nLat, lost, wakeups, fallbacks;
 static uint32_t base, nextSeq, finalSeq;
 static int haveBase, skip;
 static long expect;
@@ -149,6 +158,8 @@ static void onRt(int sig, siginfo_t *si, void *uc)
 {
     (void) uc;
     wakeups++;
+    if (sig == SIGIO)
+        fallbacks++;
     drain(sig == SIGIO ? srcFd : si->si_fd, 0);
 }
 
@@ -241,8 +252,10 @@ static void run(const char *mech, const sigset_t *set, int sfd, int ep)
             if (sig == -1)
                 die("sigwaitinfo");
             wakeups++;
-            if (sig == SIGIO)
+            if (sig == SIGIO) {
+                fallbacks++;
                 flushRt();
+            }
             drain(srcFd, 0);
         }
     } else if (!strcmp(mech, "signalfd") || !strcmp(mech, "epoll")) {
@@ -257,8 +270,10 @@ static void run(const char *mech, const sigset_t *set, int sfd, int ep)
             if (sfd != -1) {
                 if (read(sfd, &fi, sizeof(fi)) != sizeof(fi))
                     continue;   /* flushed meanwhile */
-                if (fi.ssi_signo == (uint32_t) SIGIO)
+                if (fi.ssi_signo == (uint32_t) SIGIO) {
+                    fallbacks++;
                     flushRt();
+                }
             }
             drain(srcFd, 0);
         }
@@ -292,6 +307,22 @@ static unsigned long long cpuNs(const struct rusage *ru)
            + (ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) * 1000ull;
 }
 
+/* The signals still queued (blocked outside the handlers): taken and counted. */
+static long leftQueued(void)
+{
+    struct timespec zero = { 0, 0 };
+    sigset_t both;
+    long n = 0;
+
+    sigemptyset(&both);
+    sigaddset(&both, SIGRTMIN);
+    sigaddset(&both, SIGIO);
+    sigprocmask(SIG_BLOCK, &both, NULL);
+    while (sigtimedwait(&both, NULL, &zero) > 0)
+        n++;
+    return n;
+}
+
 static int cmp(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
@@ -307,6 +338,7 @@ int main(int argc, char *argv[])
     sigset_t set;
     struct sigaction sa;
     struct rusage ru0, ru;
+    long left;
 
     if (argc < 3 || (strcmp(argv[2], "pipe") == 0 && argc != 5)) {
         fprintf(stderr, "Usage: %s MECH /dev/button | MECH pipe N BURST\n"
@@ -354,11 +386,13 @@ int main(int argc, char *argv[])
         return 1;
     }
     getrusage(RUSAGE_SELF, &ru);
+    left = leftQueued();
     qsort(lat, nLat, sizeof(lat[0]), cmp);
-    printf("result mech=%s events=%ld lost=%ld wakeups=%ld span_ns=%llu p50_ns=%llu p99_ns=%llu cpu_ns=%llu\n",
+    printf("result mech=%s events=%ld lost=%ld wakeups=%ld span_ns=%llu p50_ns=%llu p99_ns=%llu cpu_ns=%llu "
+           "fallbacks=%ld left=%ld\n",
            argv[1], nLat, lost, wakeups, (unsigned long long) (lastRecv - firstTime),
            (unsigned long long) (nLat ? lat[nLat / 2] : 0),
            (unsigned long long) (nLat ? lat[(nLat * 99) / 100 < nLat ? (nLat * 99) / 100 : nLat - 1] : 0),
-           (unsigned long long) (cpuNs(&ru) - cpuNs(&ru0)));
+           (unsigned long long) (cpuNs(&ru) - cpuNs(&ru0)), fallbacks, left);
     return 0;
 }

@@ -34,10 +34,16 @@
                            main reads the file until EAGAIN at each signal,
                            and at SIGIO (the queue was full) flushes the
                            queued SIGRTMIN and reads; "ready", then at SIGUSR1
-                           it reads what is left and prints
+                           (10: it overtakes the queued SIGRTMIN) it goes on
+                           until no SIGRTMIN or SIGIO is pending, so that
+                           every queued signal is handled, reads what is
+                           left and prints
                              signals S overflows O flushed F records R lost L
+                             events E
                            (S signals handled, O resyncs, F signals flushed,
-                           R records read, L seq numbers the ring overwrote)
+                           R records read, L seq numbers the ring overwrote,
+                           E events the driver recorded: the last seq read
+                           minus the first, plus one)
    rtprobe notes FIFO      open FIFO for writing (O_NONBLOCK: a FIFO with
                            no reader fails with ENXIO, "no-reader"), print
                            "open"; each SIGUSR1 writes the next line "note
@@ -213,7 +219,7 @@ static int mode_watch(int argc, char *argv[])
 
 static volatile sig_atomic_t pendingRt, pendingIo, gotUsr1;
 static long cSignals, cOverflows, cFlushed, cRecords, cLost;
-static uint32_t lastSeq;
+static uint32_t firstSeq, lastSeq;
 
 static void on_count(int sig, siginfo_t *si, void *uc)
 {
@@ -236,6 +242,8 @@ static void count_drain(int fd)
         for (ssize_t i = 0; i < n / REC; i++) {
             if (lastSeq != 0 && ev[i].seq != lastSeq + 1)
                 cLost += ev[i].seq - lastSeq - 1;
+            if (firstSeq == 0)
+                firstSeq = ev[i].seq;
             lastSeq = ev[i].seq;
             cRecords++;
         }
@@ -274,7 +282,13 @@ static int mode_count(const char *path)
     sigemptyset(&rt);
     sigaddset(&rt, SIGRTMIN);
     out("ready\n");
-    while (!gotUsr1) {
+    for (;;) {
+        sigset_t left;
+
+        /* Stop only once the queue is drained: SIGUSR1 comes before it. */
+        sigpending(&left);
+        if (gotUsr1 && !sigismember(&left, SIGRTMIN) && !sigismember(&left, SIGIO))
+            break;
         sigsuspend(&orig);
         for (; pendingRt > 0; pendingRt--) {
             cSignals++;
@@ -289,8 +303,8 @@ static int mode_count(const char *path)
         }
     }
     count_drain(fd);
-    out("signals %ld overflows %ld flushed %ld records %ld lost %ld\n", cSignals, cOverflows, cFlushed,
-        cRecords, cLost);
+    out("signals %ld overflows %ld flushed %ld records %ld lost %ld events %ld\n", cSignals, cOverflows,
+        cFlushed, cRecords, cLost, cRecords ? (long) (lastSeq - firstSeq) + 1 : 0L);
     return 0;
 }
 

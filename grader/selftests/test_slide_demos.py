@@ -24,7 +24,7 @@ DEMOS = REPO / "slides" / "demos"
 def demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demos") / "demos"
     shutil.copytree(DEMOS, out, ignore=shutil.ignore_patterns(
-        "oneshot_trap_gnu11", "oneshot_trap_c11", "lostwakeup", "pipe_sigio"))
+        "oneshot_trap_gnu11", "oneshot_trap_c11", "lostwakeup", "pipe_sigio", "private_first", "rt_kill_limit"))
     res = subprocess.run(["make", "-C", str(out)], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, timeout=120)
     assert res.returncode == 0, f"make -C slides/demos failed:\n{res.stdout}"
@@ -40,7 +40,8 @@ def sh(demos: Path, command: str) -> str:
 
 
 def test_the_demos_build_warning_free(demos: Path) -> None:
-    for prog in ("oneshot_trap_gnu11", "oneshot_trap_c11", "lostwakeup", "pipe_sigio"):
+    for prog in ("oneshot_trap_gnu11", "oneshot_trap_c11", "lostwakeup", "pipe_sigio", "private_first",
+                 "rt_kill_limit"):
         assert (demos / prog).is_file(), f"make -C slides/demos did not build {prog}"
 
 
@@ -92,3 +93,26 @@ def test_pipe_sigio_with_a_queue_limit_of_5_falls_back_to_one_sigio(demos: Path)
     out = sh(demos, "unshare --user --map-root-user demos/pipe_sigio --rt --limit 5 10")
     assert "SIGRTMIN deliveries: 5 (si_code 1 = POLL_IN 1, si_fd 3, si_band 0x41)" in out, out
     assert "SIGIO deliveries:    1 (si_code 128 = SI_KERNEL)" in out, out
+
+
+# Deck 05 and lab 5's chapter: past RLIMIT_SIGPENDING, sigqueue() of a realtime signal fails with
+# EAGAIN, while kill() succeeds with no queue entry: the two kill()s merge into one SIGRTMIN whose
+# siginfo is zeroed (si_pid 0).  In a user namespace of its own, as above.
+def test_rt_kill_over_the_limit_succeeds_without_an_entry_and_merges(demos: Path) -> None:
+    out = sh(demos, "unshare --user --map-root-user demos/rt_kill_limit")
+    assert "sigqueue(SIGRTMIN) over the limit: -1 EAGAIN" in out, out
+    assert "kill(SIGRTMIN) twice over the limit: 0 and 0" in out, out
+    assert out.count("taken: SIGRTMIN si_code SI_USER si_pid 0") == 1, out
+    assert out.count("taken: SIGRTMIN+1 si_code SI_QUEUE") == 3, out
+
+
+# Deck 06 and lab 6's chapter: with F_OWNER_TID the file's SIGRTMIN is the waiting thread's own
+# (private) and a kill()ed SIGTERM the process's (shared); sigwaitinfo() empties the private queue
+# first, so SIGTERM waits behind every SIGRTMIN, even those queued after it.  With the process as
+# the owner both are shared, and the lower number (SIGTERM) comes first.
+@pytest.mark.parametrize("run", range(3))
+def test_a_killed_sigterm_waits_behind_the_threads_private_sigrtmin(demos: Path, run: int) -> None:
+    out = sh(demos, "demos/private_first")
+    assert "taken: SIGRTMIN x15, then SIGTERM x1" in out, out
+    out = sh(demos, "demos/private_first --pid")
+    assert "taken: SIGTERM x1, then SIGRTMIN x15" in out, out

@@ -12,10 +12,17 @@ and a blocking read.  Each is run side by side on the same events, in one run of
   burst the program is told to stop (SIGTERM) and says what it read.
 
 For each: events read per second (from the first event's time to the receipt of the last), the
-latency from an event's time to its receipt (median and 99th percentile), the process's CPU time
-per event, the wakeups (signals handled or waits returned), and the events lost (seq gaps: the
-driver's ring overwrote them; a pipe blocks its writer instead and loses none).  The median of RUNS
-runs of each.  VM figures under TCG (no KVM) are relative: compare the rows, not the numbers.
+latency from an event's time (the writer's clock before its write(2); the driver's ktime_get_ns() in
+the interrupt handler) to the return of the read(2) that got it, median and 99th percentile (under a
+burst: mostly the backlog it waited behind), the process's CPU time per event, the wakeups (signals
+handled or waits returned), the fallbacks (SIGIO for a full queue), the signals still queued when
+the program stopped at its last record, and the events lost (seq gaps: the driver's ring overwrote
+them; a pipe blocks its writer instead and loses none).  Each figure: the median and the range
+(min-max) over RUNS runs of each mechanism; then, for each measure, the mechanisms in order of their
+medians in groups, "<" between two groups only where every run on the left was below every run on
+the right (an ordering that held in every run).  Host
+and VM figures in separate tables; VM figures under TCG (no KVM) are relative: compare the rows,
+not the numbers.
 
 Usage: tools/plots/lab6-mechanisms.py [--runs N] [--clicks N] [--pipe N] [--burst N] [--out SVG]
        (make bench; make plot LAB=6)
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,7 +47,14 @@ MECHS = [("sigio", "SIGIO, a draining handler"), ("setsig", "F_SETSIG, a handler
          ("sigwait", "sigwaitinfo()"), ("signalfd", "signalfd + epoll"), ("epoll", "epoll, no signal"),
          ("read", "blocking read")]
 RESULT = re.compile(r"^result mech=(\S+) events=(\d+) lost=(\d+) wakeups=(\d+) span_ns=(\d+) p50_ns=(\d+) "
-                    r"p99_ns=(\d+) cpu_ns=(\d+)$", re.M)
+                    r"p99_ns=(\d+) cpu_ns=(\d+) fallbacks=(\d+) left=(\d+)$", re.M)
+# key, column heading, format, an ordering worth printing
+MEASURES = [("rate", "events/s", "{:,.0f}", True), ("p50", "latency median (us)", "{:,.0f}", True),
+            ("p99", "latency p99 (us)", "{:,.0f}", True), ("cpu", "CPU per event (us)", "{:.2f}", True),
+            ("wakeups", "wakeups", "{:.0f}", False), ("fallbacks", "fallbacks (SIGIO)", "{:.0f}", False),
+            ("left", "queued at exit", "{:.0f}", False), ("signals", "wakeups + queued", "{:.0f}", False),
+            ("lost", "lost", "{:.0f}", False)]
+Stats = dict[str, tuple[float, float, float]]   # measure: (median, min, max)
 SRC = REPO / "grader" / "guest" / "mechbench.c"
 
 
@@ -47,16 +62,18 @@ def parse(out: str) -> dict[str, float]:
     m = RESULT.search(out)
     if not m:
         raise SystemExit(f"bench: mechbench said {out[-400:]!r}")
-    events, lost, wakeups, span, p50, p99, cpu = (int(x) for x in m.groups()[1:])
+    events, lost, wakeups, span, p50, p99, cpu, fallbacks, left = (int(x) for x in m.groups()[1:])
     return {"rate": events / (span / 1e9) if span else 0.0, "p50": p50 / 1e3, "p99": p99 / 1e3,
-            "cpu": cpu / 1e3 / events if events else 0.0, "wakeups": wakeups, "lost": lost, "events": events}
+            "cpu": cpu / 1e3 / events if events else 0.0, "wakeups": wakeups, "fallbacks": fallbacks,
+            "left": left, "signals": wakeups + left, "lost": lost, "events": events}
 
 
-def median(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+def median(runs: list[dict[str, float]]) -> Stats:
+    return {k: (statistics.median(r[k] for r in runs), min(r[k] for r in runs), max(r[k] for r in runs))
+            for k in runs[0]}
 
 
-def host(exe: Path, runs: int, n: int, burst: int) -> dict[str, dict[str, float]]:
+def host(exe: Path, runs: int, n: int, burst: int) -> dict[str, Stats]:
     got = {}
     for mech, name in MECHS:
         print(f"  ... host, a pipe: {name} ({runs} runs)", flush=True)
@@ -66,7 +83,7 @@ def host(exe: Path, runs: int, n: int, burst: int) -> dict[str, dict[str, float]
     return got
 
 
-def vm(exe: Path, runs: int, clicks: int) -> tuple[dict[str, dict[str, float]], str]:
+def vm(exe: Path, runs: int, clicks: int) -> tuple[dict[str, Stats], str]:
     print("  ... VM: building the board and lab 3's reference driver, booting", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         files = kmod.build_board()
@@ -92,21 +109,45 @@ def vm(exe: Path, runs: int, clicks: int) -> tuple[dict[str, dict[str, float]], 
     return got, kernel
 
 
-def table(title: str, rows: dict[str, dict[str, float]]) -> str:
-    lines = [title, "", "| mechanism | events/s | latency median (us) | latency p99 (us) | CPU per event (us) "
-             "| wakeups | lost |", "|---|--:|--:|--:|--:|--:|--:|"]
+def cell(fmt: str, st: tuple[float, float, float]) -> str:
+    med, lo, hi = st
+    return fmt.format(med) if lo == hi else f"{fmt.format(med)} ({fmt.format(lo)}-{fmt.format(hi)})"
+
+
+def table(title: str, rows: dict[str, Stats]) -> str:
+    lines = [title, "", "| mechanism | " + " | ".join(h for _, h, _, _ in MEASURES) + " |",
+             "|---|" + "--:|" * len(MEASURES)]
     for mech, name in MECHS:
-        r = rows[mech]
-        lines.append(f"| {name} | {r['rate']:,.0f} | {r['p50']:,.0f} | {r['p99']:,.0f} | {r['cpu']:.2f} | "
-                     f"{r['wakeups']:.0f} | {r['lost']:.0f} |")
+        lines.append(f"| {name} | " + " | ".join(cell(fmt, rows[mech][k]) for k, _, fmt, _ in MEASURES) + " |")
     return "\n".join(lines)
 
 
-def svg(panels: list[tuple[str, dict[str, dict[str, float]]]]) -> str:
+def orderings(rows: dict[str, Stats]) -> str:
+    """For each measure, the mechanisms from the least to the most by median, in groups: a '<' between
+    two groups where every value of every run on its left is below every value on its right (so the
+    ordering held in every run), '; ' inside a group (the ranges overlap: no ordering claimed)."""
+    names = dict(MECHS)
+    lines = []
+    for key, heading, fmt, ordered in MEASURES:
+        if not ordered:
+            continue
+        mechs = sorted(rows, key=lambda m: rows[m][key][0])
+        text = "{" + names[mechs[0]]
+        for i in range(1, len(mechs)):
+            split = max(rows[m][key][2] for m in mechs[:i]) < min(rows[m][key][1] for m in mechs[i:])
+            text += ("} < {" if split else "; ") + names[mechs[i]]
+        text += "}"
+        lines.append(f"- {heading}: {text}")
+    return "\n".join(lines)
+
+
+def svg(panels: list[tuple[str, dict[str, Stats]]]) -> str:
     """Horizontal bars: for each source a column, for each measure a row; every panel scaled to its own
-    largest value (the host's and the VM's numbers are not comparable)."""
-    measures = [("rate", "events/s (more is better)", "{:,.0f}"), ("p50", "latency median, us", "{:,.0f}"),
-                ("p99", "latency p99, us", "{:,.0f}"), ("cpu", "CPU per event, us", "{:.2f}")]
+    largest value (the host's and the VM's numbers are not comparable).  A bar is the median, the
+    black line across it the range (min-max) of the runs."""
+    measures = [("rate", "events/s (more is better), median and range", "{:,.0f}"),
+                ("p50", "latency median, us", "{:,.0f}"), ("p99", "latency p99, us", "{:,.0f}"),
+                ("cpu", "CPU per event, us", "{:.2f}")]
     label_w, bar_w, row_h, gap = 190, 230, 16, 34
     panel_h = len(MECHS) * row_h + gap
     width = label_w + len(panels) * (bar_w + 70) + 10
@@ -124,21 +165,24 @@ def svg(panels: list[tuple[str, dict[str, dict[str, float]]]]) -> str:
             out.append(f'<text x="{label_w - 6}" y="{y + 11}" text-anchor="end">{label}</text>')
         for c, (_, rows) in enumerate(panels):
             x0 = label_w + c * (bar_w + 70)
-            top = max(rows[m][key] for m, _ in MECHS) or 1
+            top = max(rows[m][key][2] for m, _ in MECHS) or 1
             for i, (mech, _) in enumerate(MECHS):
                 y = y0 + 20 + i * row_h
-                v = rows[mech][key]
+                v, lo, hi = rows[mech][key]
                 w = max(1, round(bar_w * v / top))
+                x_lo, x_hi = x0 + round(bar_w * lo / top), x0 + max(1, round(bar_w * hi / top))
                 colour = "#4477aa" if mech in ("epoll", "read") else "#cc6677"
                 out.append(f'<rect x="{x0}" y="{y + 2}" width="{w}" height="{row_h - 4}" fill="{colour}"/>')
-                out.append(f'<text x="{x0 + w + 4}" y="{y + 11}">{fmt.format(v)}</text>')
+                out.append(f'<line x1="{x_lo}" y1="{y + 8}" x2="{x_hi}" y2="{y + 8}" stroke="black"/>')
+                out.append(f'<text x="{max(x0 + w, x_hi) + 4}" y="{y + 11}">{fmt.format(v)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3, help="runs of each mechanism (the median is shown)")
+    ap.add_argument("--runs", type=int, default=5, help="runs of each mechanism (median and range shown)")
+    ap.add_argument("--host-only", action="store_true", help="no VM (the table and figure of the host alone)")
     ap.add_argument("--clicks", type=int, default=500, help="VM: presses per burst (2 events each)")
     ap.add_argument("--pipe", type=int, default=20000, help="host: records written to the pipe")
     ap.add_argument("--burst", type=int, default=1000, help="host: records per burst (1 ms between bursts)")
@@ -152,15 +196,25 @@ def main() -> int:
         exe = Path(tmp) / "mechbench"
         subprocess.run(["gcc", "-O1", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(SRC)], check=True)
         on_host = host(exe, args.runs, args.pipe, args.burst)
-        in_vm, kernel = vm(exe, args.runs, args.clicks)
+        if not args.host_only:
+            in_vm, kernel = vm(exe, args.runs, args.clicks)
     accel = "KVM" if machine.kvm_usable() else "TCG"
     host_kernel = subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
-    print(table(f"Host ({host_kernel}), a pipe: {args.pipe} records, {args.burst} per burst, median of {args.runs}",
-                on_host))
-    print()
-    print(table(f"VM ({kernel}, QEMU {accel}), /dev/button: `button burst {args.clicks} 0` ({2 * args.clicks} "
-                f"events), median of {args.runs}" + (" (TCG: relative figures)" if accel == "TCG" else ""), in_vm))
-    args.out.write_text(svg([("host: a pipe", on_host), (f"VM ({accel}): /dev/button", in_vm)]))
+    host_limit = resource.getrlimit(resource.RLIMIT_SIGPENDING)[0]
+    print(table(f"Host ({host_kernel}, RLIMIT_SIGPENDING {host_limit}), a pipe: {args.pipe} records, "
+                f"{args.burst} per burst; median (min-max) of {args.runs} runs", on_host))
+    print("\nOrderings (host), least first: '<' held in every run, no order inside {}")
+    print(orderings(on_host))
+    panels = [("host: a pipe", on_host)]
+    if not args.host_only:
+        print()
+        print(table(f"VM ({kernel}, QEMU {accel}), /dev/button: `button burst {args.clicks} 0` ({2 * args.clicks} "
+                    f"events); median (min-max) of {args.runs} runs" + (" (TCG: relative figures)" if accel == "TCG"
+                                                                       else ""), in_vm))
+        print("\nOrderings (VM), least first: '<' held in every run, no order inside {}")
+        print(orderings(in_vm))
+        panels.append((f"VM ({accel}): /dev/button", in_vm))
+    args.out.write_text(svg(panels))
     print(f"\nwrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
     return 0
 
