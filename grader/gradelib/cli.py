@@ -315,6 +315,16 @@ def _kernel_trouble(rs: list[dict]) -> list[str]:
     return out
 
 
+def shared_causes(rs: list[dict]) -> list[str]:
+    """One line for each first line of a message that several failing tests of a lab share."""
+    firsts: dict[str, int] = {}
+    for x in rs:
+        if x["outcome"] != "passed" and not x["prereq"]:
+            firsts[_first_line(x["message"])] = firsts.get(_first_line(x["message"]), 0) + 1
+    return [f"  ! {count} tests failed for one cause: {line}" for line, count in firsts.items()
+            if count > 1 and not KERNEL_TROUBLE.match(line)]
+
+
 def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages: bool = False) -> str:
     """The table a student reads: points per lab and task, each failing test with the command that
     reruns it, what the kernel complained about, causes shared by several tests once, and the next step
@@ -344,13 +354,7 @@ def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages:
                 if prereq is None:
                     prereq = (n, folder, x)
         out.extend(_kernel_trouble(rs))
-        firsts: dict[str, int] = {}
-        for x in rs:
-            if x["outcome"] != "passed" and not x["prereq"]:
-                firsts[_first_line(x["message"])] = firsts.get(_first_line(x["message"]), 0) + 1
-        for line, count in firsts.items():
-            if count > 1 and not KERNEL_TROUBLE.match(line):
-                out.append(f"  ! {count} tests failed for one cause: {line}")
+        out.extend(shared_causes(rs))
         tasks: dict[int, list[dict]] = {}
         for x in rs:
             if not x["prereq"]:

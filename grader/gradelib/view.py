@@ -17,8 +17,7 @@ import threading
 import time
 from typing import TextIO
 
-from .cli import (KERNEL_TROUBLE, Rerun, Summary, _first_line, _kernel_trouble, lab_title, rerun_command,
-                  task_titles)
+from .cli import Rerun, Summary, _kernel_trouble, lab_title, rerun_command, shared_causes, task_titles
 
 SCREEN_ROWS = 60
 SCREEN_COLS = 80
@@ -145,12 +144,7 @@ def render_short(s: Summary, how: Rerun, cached: dict[int, float] | None = None,
             body.append(f"  ! {x['name']}: {lines[0]}")
             prereq = prereq or x
     body.extend(_kernel_trouble(rs))
-    causes: dict[str, int] = {}
-    for x in rs:
-        if x["outcome"] != "passed" and not x["prereq"]:
-            causes[_first_line(x["message"])] = causes.get(_first_line(x["message"]), 0) + 1
-    body.extend(f"  ! {c} tests failed for one cause: {line}" for line, c in causes.items()
-                if c > 1 and not KERNEL_TROUBLE.match(line))
+    body.extend(shared_causes(rs))
     tasks: dict[int, list[dict]] = {}
     for x in rs:
         if not x["prereq"]:
