@@ -93,7 +93,8 @@ class VmLabSpec(LabSpec):
     harness:  LD_PRELOAD libraries of grader/harness/ the tests may use in the VM
     devices:  device nodes the module makes, readable by the student's programs (as udev would)
     binds:    the board's platform devices the student's module must bind (its probe() must succeed)
-    imports:  kernel functions this lab allows beyond the usual (gradelib/modcheck.py)
+    imports:  kernel functions this lab allows beyond its list in gradelib/modcheck.py (LAB_NEEDS: what
+              the lab's driver needs; anything else is refused and the module is not loaded)
     board:    load the simulated button board (driver/wb_board.ko) after boot
     signals:  every test is about signals: a failure shows the kernel's record of each
               process even when the kernel sent it none
@@ -296,6 +297,7 @@ class VmLab:
         self._runs = 0
         self.has_sigsafe = False
         self.review: list[str] = []  # the module's imports for the instructor to look at
+        self.imports: list[str] = []  # every kernel function the student's module imports (nm -u)
         self.hint = ""  # what the test is doing, for a message if the VM stops or a command hangs
         self.restarts = 0
         self._kcontext_ready = False
@@ -372,7 +374,8 @@ class VmLab:
             self.module_error = why  # the program tasks go on, with the reference driver
         if self.kbuild is not None and self.kbuild.ok and self.spec.module in self.kbuild.kos:
             ko = self.kbuild.kos[self.spec.module]
-            imports = check_imports(ko, self.spec.imports)
+            imports = check_imports(ko, self.spec.number, self.spec.imports)
+            self.imports = imports.symbols
             if imports.error:
                 raise RuntimeError(f"grader setup: {imports.error}")
             if not imports.ok and not self.spec.reference:
