@@ -37,6 +37,7 @@ module, and Machine itself kills QEMU at exit and when this process dies.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -76,6 +77,8 @@ MAX_RESTARTS = 6  # fresh VMs a lab may need after an Oops, a dead VM or a proce
 # (writes to the board's debugfs files by the shell's echo: no program to start per line).
 BOARD_RESET = ("for d in /sys/kernel/debug/wb-board/line*; do echo stop > $d/ctl; echo 'bounce 0' > $d/ctl; "
                "echo release > $d/ctl; echo plug > $d/ctl; done 2>/dev/null; true")
+# The grader's files outside GUEST_GRADER: the board, and the command that presses its button.
+GRADER_FILES = (f"{GUEST_LAB}/wb_board.ko", f"{GUEST_LAB}/button", "/usr/bin/button")
 # Kernel taint flags (Documentation/admin-guide/tainted-kernels.rst) that mean trouble. Every run is
 # tainted O and E by unsigned out-of-tree modules; these bits no exported function can clear.
 TAINTS = {7: ("D", "the kernel oopsed or hit a BUG (taint D)"),
@@ -310,6 +313,7 @@ class VmLab:
         self.restart_why = ""  # set: the next test boots a fresh VM first
         self.restart_counted = True  # the restart is one of MAX_RESTARTS (not when a test asked for it)
         self._files: dict[str, Path] = {}
+        self._sums: dict[str, str] = {}  # the grader's own files in the VM -> their sha256, from the host's copy
         self._taint = 0  # the kernel's taint flags when the test began
         self.witness: Witness | None = None  # the kernel's record of signals, once the VM runs
         self.detail = ""  # the failed test's timeline, for report.txt
@@ -390,6 +394,8 @@ class VmLab:
             if isinstance(got, Path):
                 files[f"{GUEST_LAB}/{name}"] = got
         self._files = files
+        self._sums = {g: hashlib.sha256(h if isinstance(h, bytes) else Path(h).read_bytes()).hexdigest()
+                      for g, h in files.items() if g.startswith(GUEST_GRADER + "/") or g in GRADER_FILES}
         self._boot()
 
     def _boot(self) -> None:
@@ -494,6 +500,7 @@ class VmLab:
         if self.broken:
             pytest.fail(self.broken, pytrace=False)
         self._taint = self.taint()
+        self._check_helpers("before this test began (while the module was reloaded after the last one?)")
         if self.witness is not None:
             self.witness.start()
 
@@ -512,6 +519,7 @@ class VmLab:
             return
         self._scan()
         self._check_taint()
+        self._check_helpers("during this test")
         if stuck:
             # This test's own result stands; the next one gets a fresh VM.
             self._restart_later(f"a program was stuck in the kernel after an earlier test ({self.test_name}) and "
@@ -566,6 +574,34 @@ class VmLab:
         if any(flag in "DLB" for _, flag, _ in bad):
             self._restart_later(f"during an earlier test ({self.test_name}): {what}.{excerpt}")
         pytest.fail(f"During this test {what}.{excerpt}", pytrace=False)
+
+    def _check_helpers(self, when: str) -> None:
+        """Fail the test when one of the grader's own files in the VM (its helpers, libraries, the
+        reference driver, the board) is no longer what the grader copied in: one sha256sum for all."""
+        if not self._sums or self.m is None:
+            return
+        names = " ".join(shlex.quote(g) for g in sorted(self._sums))
+        try:
+            r = self.m.run(f"sha256sum {names} 2>&1; true", timeout=30 * scale())
+        except VMError as e:
+            self._vm_failed(e)
+            return
+        got = {}
+        for line in r.stdout.splitlines():
+            digest, _, path = line.partition("  ")
+            got[path.strip()] = digest.strip()
+        changed = [g for g, want in sorted(self._sums.items()) if got.get(g) != want]
+        if not changed:
+            return
+        what = ", ".join(changed)
+        self.troubles.append(f"{self.test_name}: the grader's {what} changed in the VM")
+        # a fresh VM has them as the grader made them; this one cannot be trusted any more
+        self._restart_later(f"the grader's own files in the VM ({what}) were changed in an earlier test "
+                            f"({self.test_name})")
+        pytest.fail(f"The grader's own {'file' if len(changed) == 1 else 'files'} in the VM changed {when}: "
+                    f"{what} no longer {'has' if len(changed) == 1 else 'have'} the content the grader copied in "
+                    f"(sha256). Only code running as root or in the kernel (your module) can write there, so this "
+                    f"test's result cannot be trusted and it gets no points.", pytrace=False)
 
     # --- running commands ------------------------------------------------------
     def check_module_build(self) -> None:
