@@ -71,7 +71,8 @@ _COMMON = [
     r"cond_resched|preempt_schedule.*)|__cond_resched.*|_cond_resched|preempt_schedule.*|__preempt_count|"
     r"__per_cpu_offset|pcpu_hot|current_task|cpu_number|nr_cpu_ids|__cpu_online_mask|__cpu_possible_mask|"
     r"__num_online_cpus|refcount_warn_saturate|__check_object_size|__fortify_panic|fortify_panic|"
-    r"__read_overflow.*|__write_overflow.*|__stack_chk_guard|add_taint",
+    r"__read_overflow.*|__write_overflow.*|__stack_chk_guard|add_taint|"
+    r"pv_ops",  # local_irq_save(), local_irq_disable() and the like, on a kernel built with paravirt
     r"_printk|printk|__dynamic_pr_debug|__dynamic_dev_debug|_dev_(emerg|alert|crit|err|warn|notice|info)|"
     r"_dev_printk|dev_err_probe|__pr_(emerg|alert|crit|err|warn|notice|info)",
 ]
