@@ -72,7 +72,7 @@ FREES = ("kfree", "kmem_cache_free")  # and of every free
 
 
 def start_script(lo: int, hi: int) -> str:
-    """From now on, record the kmalloc()s made from [lo, hi) and every kfree()."""
+    """From now on, record the kmalloc()s and kmem_cache_alloc()s made from [lo, hi) and every free."""
     ev = f"{INSTANCE}/events/kmem"
     return "; ".join([
         f"mountpoint -q {TRACEFS} || mount -t tracefs nodev {TRACEFS}",

@@ -146,7 +146,6 @@ class ImportCheck:
     lab: int = 0
     symbols: list[str] = field(default_factory=list)  # every import, for the checks that follow (kalloc)
     refused: dict[str, str] = field(default_factory=dict)  # symbol -> why
-    review: list[str] = field(default_factory=list)  # kept empty: nothing is loaded "for review" any more
     error: str = ""  # the check itself could not run
 
     @property

@@ -306,7 +306,7 @@ class VmLab:
         self._procs: list[GuestProc] = []
         self._runs = 0
         self.has_sigsafe = False
-        self.review: list[str] = []  # the module's imports for the instructor to look at
+        self.refusal = ""  # why the student's module was not loaded (its imports: gradelib/modcheck.py)
         self.imports: list[str] = []  # every kernel function the student's module imports (nm -u)
         self.hint = ""  # what the test is doing, for a message if the VM stops or a command hangs
         self.restarts = 0
@@ -389,13 +389,14 @@ class VmLab:
             self.imports = imports.symbols
             if imports.error:
                 raise RuntimeError(f"grader setup: {imports.error}")
+            if not imports.ok:
+                self.refusal = imports.refusal(self.spec.module)
             if not imports.ok and not self.spec.reference:
-                self.broken = imports.refusal(self.spec.module)
+                self.broken = self.refusal
                 return
             if not imports.ok:
-                self.module_error = imports.refusal(self.spec.module)
+                self.module_error = self.refusal
             else:
-                self.review = imports.review
                 files[f"{GUEST_LAB}/{self.spec.module}.ko"] = ko
         for name, got in self.programs.items():
             if isinstance(got, Path):
