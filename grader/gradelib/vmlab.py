@@ -84,8 +84,9 @@ BOARD_RESET = ("for d in /sys/kernel/debug/wb-board/line*; do echo stop > $d/ctl
 RELOADED = ("After this test, while the grader reloaded your module for the next one (rmmod runs its remove() and "
             "exit, insmod its init and probe()),")
 BETWEEN = "Between the end of the last test and the start of this one (your module's timer or work?),"
-# The grader's files outside GUEST_GRADER: the board, and the command that presses its button.
-GRADER_FILES = (f"{GUEST_LAB}/wb_board.ko", f"{GUEST_LAB}/button", "/usr/bin/button")
+# The grader's files outside GUEST_GRADER that a test runs: the command that presses the button (the board is
+# loaded once, at boot; /lab/button is a copy for the students' own use).
+GRADER_FILES = ("/usr/bin/button",)
 # Kernel taint flags (Documentation/admin-guide/tainted-kernels.rst) that mean trouble. Every run is
 # tainted O and E by unsigned out-of-tree modules; these bits no exported function can clear.
 TAINTS = {7: ("D", "the kernel oopsed or hit a BUG (taint D)"),
@@ -512,7 +513,6 @@ class VmLab:
         # A flag gained since the last test's end (the module's timer, a work item) is this test's: the
         # baseline carries over from the end of the last test, and is read afresh only at a boot.
         self._check_taint(BETWEEN)
-        self._check_helpers("before this test began (while the module was reloaded after the last one?)")
         if self.witness is not None:
             self.witness.start()
 
@@ -531,9 +531,10 @@ class VmLab:
             return
         self._scan()
         self._check_taint()
-        self._check_helpers("during this test")
         if stuck:
-            # This test's own result stands; the next one gets a fresh VM.
+            # This test's own result stands (unless it used a grader's file that changed); the next one gets
+            # a fresh VM.
+            self._check_helpers()
             self._restart_later(f"a program was stuck in the kernel after an earlier test ({self.test_name}) and "
                                 f"could not be killed:\n{_indent(stuck)}\n  A read or poll that cannot be "
                                 f"interrupted (wait_event_interruptible?) keeps the module busy.")
@@ -542,6 +543,8 @@ class VmLab:
             self.reload_module(failed)
             if not self.restart_why and not self.broken:
                 self._check_taint(RELOADED)  # a WARN in remove(), exit, init or probe() is this test's
+        if not self.restart_why and not self.broken:
+            self._check_helpers()
 
     def _stop_programs(self) -> str:
         """SIGKILL what the test started and wait until it is gone; what could not be killed, described."""
@@ -590,9 +593,11 @@ class VmLab:
             self._restart_later(f"during an earlier test ({self.test_name}): {what}.{excerpt}")
         pytest.fail(f"{when} {what}.{excerpt}", pytrace=False)
 
-    def _check_helpers(self, when: str) -> None:
-        """Fail the test when one of the grader's own files in the VM (its helpers, libraries, the
-        reference driver, the board) is no longer what the grader copied in: one sha256sum for all."""
+    def _check_helpers(self) -> None:
+        """At the end of a test (after the module's reload): fail it when one of the grader's own files in
+        the VM (its helpers, libraries, the reference driver, the button command) is no longer what the
+        grader copied in.  One sha256sum for all, once per test: a test that ends with a changed file
+        fails, so no test that used one can pass."""
         if not self._sums or self.m is None:
             return
         names = " ".join(shlex.quote(g) for g in sorted(self._sums))
@@ -613,7 +618,8 @@ class VmLab:
         # a fresh VM has them as the grader made them; this one cannot be trusted any more
         self._restart_later(f"the grader's own files in the VM ({what}) were changed in an earlier test "
                             f"({self.test_name})")
-        pytest.fail(f"The grader's own {'file' if len(changed) == 1 else 'files'} in the VM changed {when}: "
+        pytest.fail(f"The grader's own {'file' if len(changed) == 1 else 'files'} in the VM changed during this "
+                    f"test (or while the grader reloaded your module after it): "
                     f"{what} no longer {'has' if len(changed) == 1 else 'have'} the content the grader copied in "
                     f"(sha256). Only code running as root or in the kernel (your module) can write there, so this "
                     f"test's result cannot be trusted and it gets no points.", pytrace=False)
