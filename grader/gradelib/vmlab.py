@@ -37,6 +37,7 @@ module, and Machine itself kills QEMU at exit and when this process dies.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -72,11 +73,21 @@ GUEST_SRC = GRADER / "guest"  # the grader's guest programs, one .c file each
 REFERENCES = GRADER / "reference"  # earlier labs' drivers, generated from their solutions
 HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror"]
 STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
+# How long an insmod of the student's module may take (scaled): its init and probe have nothing to
+# wait for.  One that does not return, or stops the kernel, ends the lab's use of the module at once.
+INSMOD_TIMEOUT = 8.0
 MAX_RESTARTS = 6  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
 # After each test: every line of the board stopped, not bouncing, released, and its device plugged in
 # (writes to the board's debugfs files by the shell's echo: no program to start per line).
 BOARD_RESET = ("for d in /sys/kernel/debug/wb-board/line*; do echo stop > $d/ctl; echo 'bounce 0' > $d/ctl; "
                "echo release > $d/ctl; echo plug > $d/ctl; done 2>/dev/null; true")
+# When a taint flag was gained outside a test's own commands (_check_taint)
+RELOADED = ("After this test, while the grader reloaded your module for the next one (rmmod runs its remove() and "
+            "exit, insmod its init and probe()),")
+BETWEEN = "Between the end of the last test and the start of this one (your module's timer or work?),"
+# The grader's files outside GUEST_GRADER that a test runs: the command that presses the button (the board is
+# loaded once, at boot; /lab/button is a copy for the students' own use).
+GRADER_FILES = ("/usr/bin/button",)
 # Kernel taint flags (Documentation/admin-guide/tainted-kernels.rst) that mean trouble. Every run is
 # tainted O and E by unsigned out-of-tree modules; these bits no exported function can clear.
 TAINTS = {7: ("D", "the kernel oopsed or hit a BUG (taint D)"),
@@ -94,7 +105,8 @@ class VmLabSpec(LabSpec):
     harness:  LD_PRELOAD libraries of grader/harness/ the tests may use in the VM
     devices:  device nodes the module makes, readable by the student's programs (as udev would)
     binds:    the board's platform devices the student's module must bind (its probe() must succeed)
-    imports:  kernel functions this lab allows beyond the usual (gradelib/modcheck.py)
+    imports:  kernel functions this lab allows beyond its list in gradelib/modcheck.py (LAB_NEEDS: what
+              the lab's driver needs; anything else is refused and the module is not loaded)
     board:    load the simulated button board (driver/wb_board.ko) after boot
     signals:  every test is about signals: a failure shows the kernel's record of each
               process even when the kernel sent it none
@@ -296,7 +308,8 @@ class VmLab:
         self._procs: list[GuestProc] = []
         self._runs = 0
         self.has_sigsafe = False
-        self.review: list[str] = []  # the module's imports for the instructor to look at
+        self.refusal = ""  # why the student's module was not loaded (its imports: gradelib/modcheck.py)
+        self.imports: list[str] = []  # every kernel function the student's module imports (nm -u)
         self.hint = ""  # what the test is doing, for a message if the VM stops or a command hangs
         self.restarts = 0
         self._kcontext_ready = False
@@ -309,6 +322,7 @@ class VmLab:
         self.restart_why = ""  # set: the next test boots a fresh VM first
         self.restart_counted = True  # the restart is one of MAX_RESTARTS (not when a test asked for it)
         self._files: dict[str, Path] = {}
+        self._sums: dict[str, str] = {}  # the grader's own files in the VM -> their sha256, from the host's copy
         self._taint = 0  # the kernel's taint flags when the test began
         self.witness: Witness | None = None  # the kernel's record of signals, once the VM runs
         self.detail = ""  # the failed test's timeline, for report.txt
@@ -375,21 +389,25 @@ class VmLab:
             self.module_error = why  # the program tasks go on, with the reference driver
         if self.kbuild is not None and self.kbuild.ok and self.spec.module in self.kbuild.kos:
             ko = self.kbuild.kos[self.spec.module]
-            imports = check_imports(ko, self.spec.imports)
+            imports = check_imports(ko, self.spec.number, self.spec.imports)
+            self.imports = imports.symbols
             if imports.error:
                 raise RuntimeError(f"grader setup: {imports.error}")
+            if not imports.ok:
+                self.refusal = imports.refusal(self.spec.module)
             if not imports.ok and not self.spec.reference:
-                self.broken = imports.refusal(self.spec.module)
+                self.broken = self.refusal
                 return
             if not imports.ok:
-                self.module_error = imports.refusal(self.spec.module)
+                self.module_error = self.refusal
             else:
-                self.review = imports.review
                 files[f"{GUEST_LAB}/{self.spec.module}.ko"] = ko
         for name, got in self.programs.items():
             if isinstance(got, Path):
                 files[f"{GUEST_LAB}/{name}"] = got
         self._files = files
+        self._sums = {g: hashlib.sha256(h if isinstance(h, bytes) else Path(h).read_bytes()).hexdigest()
+                      for g, h in files.items() if g.startswith(GUEST_GRADER + "/") or g in GRADER_FILES}
         self._boot()
 
     def _boot(self) -> None:
@@ -417,6 +435,8 @@ class VmLab:
             r = self.m.run("insmod /lab/wb_board.ko", timeout=30)
             if not r.ok:
                 self.broken = f"the button board did not load (a grader problem): {r.stderr.strip()}"
+                return
+        self._taint = self.taint()  # the baseline: from now on every new flag is some test's
 
     def _restart_later(self, why: str) -> None:
         """The VM cannot serve the next test as it is (an Oops, a dead VM, a process stuck in the
@@ -495,7 +515,9 @@ class VmLab:
             self._boot()
         if self.broken:
             pytest.fail(self.broken, pytrace=False)
-        self._taint = self.taint()
+        # A flag gained since the last test's end (the module's timer, a work item) is this test's: the
+        # baseline carries over from the end of the last test, and is read afresh only at a boot.
+        self._check_taint(BETWEEN)
         if self.witness is not None:
             self.witness.start()
 
@@ -515,13 +537,19 @@ class VmLab:
         self._scan()
         self._check_taint()
         if stuck:
-            # This test's own result stands; the next one gets a fresh VM.
+            # This test's own result stands (unless it used a grader's file that changed); the next one gets
+            # a fresh VM.
+            self._check_helpers()
             self._restart_later(f"a program was stuck in the kernel after an earlier test ({self.test_name}) and "
                                 f"could not be killed:\n{_indent(stuck)}\n  A read or poll that cannot be "
                                 f"interrupted (wait_event_interruptible?) keeps the module busy.")
             return
         if self.spec.module and not self.no_reload and self.module_loaded(quiet=True):
             self.reload_module(failed)
+            if not self.restart_why and not self.broken:
+                self._check_taint(RELOADED)  # a WARN in remove(), exit, init or probe() is this test's
+        if not self.restart_why and not self.broken:
+            self._check_helpers()
 
     def _stop_programs(self) -> str:
         """SIGKILL what the test started and wait until it is gone; what could not be killed, described."""
@@ -552,22 +580,54 @@ class VmLab:
             return 0
         return int(r.stdout.strip()) if r.stdout.strip().isdigit() else 0
 
-    def _check_taint(self) -> None:
-        """Fail the test if the kernel gained a taint flag during it, even when the log was hidden."""
+    def _check_taint(self, when: str = "During this test") -> None:
+        """Fail the test if the kernel gained a taint flag during it (or `when`), even when the log was
+        hidden."""
         gained = self.taint() & ~self._taint
         bad = [(bit, flag, why) for bit, (flag, why) in sorted(TAINTS.items()) if gained >> bit & 1]
         if not bad:
             return
         self._taint |= gained
         what = "; ".join(why for _, _, why in bad)
-        self.troubles.append(f"{self.test_name}: {what}")
+        self.troubles.append(f"{self.test_name}: {what}" + ("" if when == "During this test" else f" ({when})"))
         shown = "\n".join(self.warnings[-1:]) if self.warnings else ""
         excerpt = (f" Excerpt:\n{_indent(self._ex(shown))}" if shown else
                    " The kernel's log shows nothing of it: the module lowered the console log level or "
                    "cleared the log, but the taint flags cannot be cleared.")
         if any(flag in "DLB" for _, flag, _ in bad):
             self._restart_later(f"during an earlier test ({self.test_name}): {what}.{excerpt}")
-        pytest.fail(f"During this test {what}.{excerpt}", pytrace=False)
+        pytest.fail(f"{when} {what}.{excerpt}", pytrace=False)
+
+    def _check_helpers(self) -> None:
+        """At the end of a test (after the module's reload): fail it when one of the grader's own files in
+        the VM (its helpers, libraries, the reference driver, the button command) is no longer what the
+        grader copied in.  One sha256sum for all, once per test: a test that ends with a changed file
+        fails, so no test that used one can pass."""
+        if not self._sums or self.m is None:
+            return
+        names = " ".join(shlex.quote(g) for g in sorted(self._sums))
+        try:
+            r = self.m.run(f"sha256sum {names} 2>&1; true", timeout=30 * scale())
+        except VMError as e:
+            self._vm_failed(e)
+            return
+        got = {}
+        for line in r.stdout.splitlines():
+            digest, _, path = line.partition("  ")
+            got[path.strip()] = digest.strip()
+        changed = [g for g, want in sorted(self._sums.items()) if got.get(g) != want]
+        if not changed:
+            return
+        what = ", ".join(changed)
+        self.troubles.append(f"{self.test_name}: the grader's {what} changed in the VM")
+        # a fresh VM has them as the grader made them; this one cannot be trusted any more
+        self._restart_later(f"the grader's own files in the VM ({what}) were changed in an earlier test "
+                            f"({self.test_name})")
+        pytest.fail(f"The grader's own {'file' if len(changed) == 1 else 'files'} in the VM changed during this "
+                    f"test (or while the grader reloaded your module after it): "
+                    f"{what} no longer {'has' if len(changed) == 1 else 'have'} the content the grader copied in "
+                    f"(sha256). Only code running as root or in the kernel (your module) can write there, so this "
+                    f"test's result cannot be trusted and it gets no points.", pytrace=False)
 
     # --- running commands ------------------------------------------------------
     def check_module_build(self) -> None:
@@ -700,7 +760,7 @@ class VmLab:
             if check:
                 self._check_bound()
             return None
-        r = self.run(f"insmod {GUEST_LAB}/{self.spec.module}.ko", timeout=20, what=f"insmod {self.spec.module}.ko")
+        r = self._insmod(f"insmod {GUEST_LAB}/{self.spec.module}.ko", f"insmod {self.spec.module}.ko")
         if check and not r.ok:
             log = self.run("dmesg | tail -n 8", timeout=10).stdout
             self.fail(f"`insmod {self.spec.module}.ko` failed: {(r.stderr or r.stdout).strip()}\n"
@@ -724,6 +784,40 @@ class VmLab:
             self._check_bound()
         return r
 
+    def _insmod(self, cmd: str, what: str, after_test: bool = False) -> CmdResult | None:
+        """Run an insmod of the student's module (cmd) with a short timeout.  A module whose init (or the
+        probe() it triggers) does not return within it, or stops the kernel (a loop with interrupts off:
+        the VM gets an NMI, which shows where it was), is not loaded again in this lab: the test fails
+        with that (after_test, during the reload after a test: the next test does, and None is returned),
+        the rest of a lab without a reference driver fails at once, and a lab with one goes on with it."""
+        assert self.m is not None
+        timeout = INSMOD_TIMEOUT * scale()
+        try:
+            r = self.m.run(cmd, timeout=timeout, allow_timeout=True)
+            if not r.timed_out:
+                return r
+            detail = (f"`{what}` did not return within {timeout:g} s and could not be interrupted (its init or "
+                      f"probe() waits for something that never comes, or loops)")
+        except VMError as e:
+            console = self.m.console()
+            oops = find_oops(console[self._seen:]) or find_oops(console)
+            self._seen = len(console)
+            where = f"; where the CPU was:\n{_indent(self._ex(oops, 24))}" if oops else f" ({e})"
+            detail = (f"the kernel stopped responding while `{what}` ran (a loop with interrupts off, or a wait "
+                      f"for a lock that is never released; the grader interrupted it with an NMI){where}")
+        why = f"{self.spec.module}.ko's init never returned: {detail}"
+        self.troubles.append(f"{self.test_name}: {self.spec.module}.ko's init never returned")
+        self._driver = None
+        self.restart_why = self.restart_why or why  # the next test gets a fresh VM, without the module
+        self.restart_counted = False
+        if self.spec.reference:
+            self.module_error = f"{why}\n  So the grader does not load it again in this lab."
+        else:
+            self.broken = f"{why}\n  So the grader does not load it again in this lab: the lab's tests cannot run."
+        if after_test:
+            return None
+        pytest.fail(why, pytrace=False)
+
     def _bound(self) -> bool:
         return all(self.run(f"test -e /sys/bus/platform/devices/{d}/driver", timeout=10).ok for d in self.spec.binds)
 
@@ -743,14 +837,19 @@ class VmLab:
         assert self.m is not None
         params = self._driver[1] if self._driver and self._driver[0] == self.spec.module else ""
         ko = f"{GUEST_LAB}/{self.spec.module}.ko {params}".rstrip()
-        r = self.m.run(f"rmmod {self.spec.module} && insmod {ko}{self._udev()}", timeout=30)
+        r = self.m.run(f"rmmod {self.spec.module}", timeout=30)
+        if r.ok:
+            r = self._insmod(f"insmod {ko}{self._udev()}", f"insmod {self.spec.module}.ko", after_test=True)
+            if r is None:  # it hung: the next test boots a fresh VM and does not load the module
+                return
         self._scan()
         self.reload_failed = "" if r.ok else f"`rmmod {self.spec.module}`: {(r.stderr or r.stdout).strip()[:160]}"
         if not r.ok:
             self._driver = None
         if not r.ok and after_failure:
             # The test failed already; the next test gets a module that is not loaded (it loads it).
-            self.m.run(f"insmod {ko}{self._udev()}", timeout=30)
+            if self._insmod(f"insmod {ko}{self._udev()}", f"insmod {self.spec.module}.ko", after_test=True) is None:
+                return
         unbound = [d for d in self.spec.binds
                    if r.ok and not self.m.run(f"test -e /sys/bus/platform/devices/{d}/driver", timeout=10).ok]
         if unbound:
@@ -780,7 +879,8 @@ class VmLab:
                     self.fail(f"`rmmod {other}` failed before loading {name}.ko: {(r.stderr or r.stdout).strip()} "
                               "(a file of /dev/button still open? a module that cannot be unloaded?)")
         what = f"insmod {name}.ko {params}".strip()
-        r = self.run(f"insmod {ko} {params}{self._udev()}", timeout=20, what=what)
+        r = (self._insmod(f"insmod {ko} {params}{self._udev()}", what) if which == "student"
+             else self.run(f"insmod {ko} {params}{self._udev()}", timeout=20, what=what))
         if not r.ok:
             log = self.run("dmesg | tail -n 6", timeout=10).stdout
             self.fail(f"`{what}` failed: {(r.stderr or r.stdout).strip()}\n"
