@@ -174,6 +174,9 @@ def render_short(s: Summary, how: Rerun, cached: dict[int, float] | None = None,
         msg = ""
     end = [f"  Every message: {how.report}; every test as it runs: "
            + ("make grade V=1" if how.make else "grader/grade --verbose") + "."]
+    if cached:
+        end.append("  Labs marked unchanged were not graded again: "
+                   + ("make grade FRESH=1" if how.make else "grader/grade --fresh") + " grades every lab anew.")
     # The message gets the rows that are left; a cut says so.
     left = budget - rows("\n".join(head + body + tail + end), cols)
     shown: list[str] = []
