@@ -263,6 +263,14 @@ def resolve(s: dict) -> tuple[str, str]:
     return abi, m.group(1) if m else "?"
 
 
+def kbuild_package(s: dict, abi: str) -> str:
+    """The kbuild tools the headers depend on: linux-kbuild-6.1 (Debian 12), linux-kbuild-6.12.118+deb13
+    (Debian 13, where linux-kbuild-6.12 is provided by every upload's package)."""
+    out = run(["apt-cache", *apt_options(s["suite"]), "depends", f"linux-headers-{abi}"])
+    found = re.search(r"Depends: (linux-kbuild-\S+)", out)
+    return found.group(1) if found else f"linux-kbuild-{s['series']}"
+
+
 # --- the cache -----------------------------------------------------------------------------------
 def is_complete(d: Path) -> bool:
     """A cache folder is trusted only with its stamp and a matching vmlinux."""
@@ -378,7 +386,7 @@ def fetch(s: dict, version: str, package: str, quiet: bool) -> Path:
         f"linux-image-{version}",
         f"linux-headers-{version}",
         f"linux-headers-{abi}-common",
-        f"linux-kbuild-{s['series']}",
+        kbuild_package(s, version),
         "busybox-static",
     ]
     if not quiet:
@@ -417,10 +425,12 @@ def fetch(s: dict, version: str, package: str, quiet: bool) -> Path:
         shutil.copy2(busybox, tmp / "busybox")
         # The VM needs none of Debian's 3,000 modules; dropping them saves ~400 MB.
         shutil.rmtree(root / "lib" / "modules", ignore_errors=True)
+        shutil.rmtree(root / "usr/lib/modules", ignore_errors=True)  # Debian 13: merged /usr
         shutil.rmtree(root / "boot")
         os.symlink(Path("root/usr/src") / kdir.name, tmp / "kdir")
         if not relative_include(tmp):
             raise FetchError(f"{mk}: cannot point it at the cached -common headers")
+        host_compat(tmp, s, quiet)
         write_guest(tmp, s, version, package, how="apt-get download, private setup in vm/cache/apt-" + s["suite"])
         (tmp / STAMP).write_text(f"{(tmp / 'vmlinux').stat().st_size}\n")
         tmp.rename(dest)
@@ -428,6 +438,61 @@ def fetch(s: dict, version: str, package: str, quiet: bool) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def _glibc(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:2])
+
+
+def needs_newer_glibc(elf: Path, host: tuple[int, ...]) -> bool:
+    """Whether an ELF program asks for a GLIBC_x.y symbol version newer than the host's glibc."""
+    data = elf.read_bytes()
+    if not data.startswith(b"\x7fELF"):
+        return False
+    return any(_glibc(v.decode()) > host for v in set(re.findall(rb"GLIBC_(2\.\d+)\x00", data)))
+
+
+WRAPPER = """#!/bin/sh
+# vm/fetch.py: this kbuild tool of Debian {suite} needs a newer glibc than the host's: it runs with
+# {suite}'s own loader and libraries (hostlibs/, from the same private apt). The program is NAME.glibc.
+d=$(cd "$(dirname "$0")" && pwd -P)/{up}hostlibs
+l=$d/usr/lib/x86_64-linux-gnu
+exec "$l/ld-linux-x86-64.so.2" --library-path "$l:$d/lib/x86_64-linux-gnu" "$0.glibc" "$@"
+"""
+
+
+def host_compat(tmp: Path, s: dict, quiet: bool) -> None:
+    """Debian 13's kbuild tools (modpost, objtool) need glibc 2.38; a Debian 12 host has 2.36. Each tool
+    that needs more than the host's glibc runs with the guest suite's loader and libraries
+    (vm/kernels.json's host_libs, from the same private, signed apt), through a small wrapper."""
+    host = _glibc(os.confstr("CS_GNU_LIBC_VERSION") or "glibc 0.0")
+    tools = [p for p in (tmp / "root/usr/lib").glob("linux-kbuild-*/**/*")
+             if p.is_file() and not p.is_symlink() and os.access(p, os.X_OK) and needs_newer_glibc(p, host)]
+    if not tools:
+        return
+    libs = s.get("host_libs") or []
+    if not libs:
+        raise FetchError(f"the kbuild tools of Debian {s['suite']} need a newer glibc than this host's and "
+                         f"vm/kernels.json names no host_libs for it: use a Debian {s['debian']} host or the "
+                         f"dev container")
+    if not quiet:
+        print(f"fetch: this host's glibc is older than Debian {s['suite']}'s: {len(tools)} kbuild tools will run "
+              f"with {s['suite']}'s own loader ({', '.join(libs)})", flush=True)
+    debs = tmp / "hostdebs"
+    debs.mkdir()
+    os.chmod(debs, 0o777)
+    try:
+        run(["apt-get", *apt_options(s["suite"]), "download", "-q", *libs], cwd=debs)
+    except FetchError as e:
+        raise FetchError(f"cannot download from Debian's package archive: {e}")
+    for deb in sorted(debs.glob("*.deb")):
+        run(["dpkg-deb", "-x", str(deb), str(tmp / "root" / "hostlibs")])
+    shutil.rmtree(debs)
+    for tool in tools:
+        up = "../" * (len(tool.relative_to(tmp / "root").parts) - 1)
+        os.rename(tool, tool.with_name(tool.name + ".glibc"))
+        tool.write_text(WRAPPER.format(suite=s["suite"], up=up))
+        tool.chmod(0o755)
 
 
 def _record(name: str, version: str) -> None:
