@@ -53,7 +53,7 @@ REFUSED: list[tuple[str, str]] = [
 
 # Functions and families a driver of these labs may use without a second look.
 FINE = re.compile("|".join([
-    r"__fentry__|__stack_chk_fail|__x86_.*|__SCT__.*|__list_.*_valid|__ubsan_.*|__warn_printk|__might_.*|"
+    r"__fentry__|__stack_chk_fail|__x86_.*|__SCT__.*|__list_.*_valid(_or_report)?|__ubsan_.*|__warn_printk|__might_.*|"
     r"__cond_resched.*|_cond_resched|preempt_schedule.*|__preempt_count|__per_cpu_offset|pcpu_hot|"
     r"refcount_warn_saturate|__check_object_size|__fortify_panic|fortify_panic|__kasan_.*|kasan_.*",
     r"_printk|printk|__dynamic_(pr|dev)_debug|_dev_(emerg|alert|crit|err|warn|notice|info)|dev_(err|warn|info|"
