@@ -71,7 +71,7 @@ class ModuleBuild:
 def kdir() -> Path:
     version = fetch.recorded_version()
     if version is None or not fetch.is_complete(fetch.CACHE / version):
-        raise KmodError("the VM kernel headers are not fetched: run `python3 vm/fetch.py` (or `make fetch`)")
+        raise KmodError(f"the VM kernel headers are not fetched: run `make fetch{fetch.make_arg()}`")
     return fetch.CACHE / version / "kdir"
 
 
