@@ -7,6 +7,7 @@
 #   make watch LAB=2            grade lab 2 again each time one of its files is saved (Ctrl-C stops)
 #   make grade SUBMISSION=DIR   grade another folder (for example solutions)
 #   make vm                     a shell in the lab VM (Debian's kernel in QEMU)
+#   KERNEL=trixie               with fetch, grade, vm: the second guest, Debian 13's 6.12 (vm/kernels.json)
 #   make vm LAB=3               ... with lab 3's module and programs in /lab
 #   make doctor                 check this machine for what the labs need, and say how to fix it
 #   make test                   the project's own tests (for maintainers and CI)
@@ -32,13 +33,19 @@ FRESH ?=
 V ?=
 LABS ?=
 TIME_LIMIT ?=
+# The guest kernel, a name in vm/kernels.json (its default when empty): reaches vm/ and the grader as
+# WORKBOOK_KERNEL.
+KERNEL ?=
+ifneq ($(KERNEL),)
+export WORKBOOK_KERNEL := $(KERNEL)
+endif
 
 .PHONY: all deps fetch doctor grade watch autograder submission test selftest proof vm bench plot starter starter-check clean help slides slides-deps slides-debs slides-check
 
 all: help
 
 help:
-	@sed -n '3,21p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,22p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh

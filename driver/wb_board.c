@@ -53,6 +53,7 @@
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include <linux/wait.h>
 
 #define WB_NLINES		4
@@ -664,7 +665,9 @@ static const struct file_operations wb_ctl_fops = {
 	.owner	= THIS_MODULE,
 	.open	= simple_open,
 	.write	= wb_ctl_write,
-	.llseek	= no_llseek,
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 12, 0)
+	.llseek	= no_llseek,	/* 6.12: gone; no .llseek means no seeking */
+#endif
 };
 
 static int wb_stats_show(struct seq_file *s, void *unused)
@@ -801,7 +804,7 @@ static int wb_gpio_probe(struct platform_device *pdev)
  * pins this module) and no debugfs file is open (same): what may still run
  * is a job started with O_NONBLOCK, and its replay work.
  */
-static int wb_gpio_remove(struct platform_device *pdev)
+static void wb_gpio_remove(struct platform_device *pdev)
 {
 	struct wb_board *board = platform_get_drvdata(pdev);
 	unsigned int i;
@@ -815,12 +818,24 @@ static int wb_gpio_remove(struct platform_device *pdev)
 	for (i = 0; i < WB_NLINES; i++)
 		mutex_destroy(&board->lines[i].ctl_lock);
 	mutex_destroy(&board->plug_lock);
+}
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 11, 0)
+/* Before 6.11 .remove returned an int, which the driver core ignored. */
+static int wb_gpio_remove_int(struct platform_device *pdev)
+{
+	wb_gpio_remove(pdev);
 	return 0;
 }
+#endif
 
 static struct platform_driver wb_gpio_driver = {
 	.probe	= wb_gpio_probe,
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
 	.remove	= wb_gpio_remove,
+#else
+	.remove	= wb_gpio_remove_int,
+#endif
 	.driver	= {
 		.name			= WB_CHIP_LABEL,
 		.suppress_bind_attrs	= true,

@@ -15,8 +15,9 @@
 #   --plot    also what the figures need (make plot): gnuplot-nox
 set -eu
 
-# libelf1: the kbuild objtool binary links it; procps: pgrep in the tests.
-PACKAGES="gcc make libc6-dev libelf1 qemu-system-x86 python3 python3-pytest cpio bubblewrap util-linux procps"
+# libelf1: the kbuild objtool binary links it; procps: pgrep in the tests; debian-archive-keyring:
+# the guest kernel's private apt checks the archive with it; zstd: Debian 13's vmlinuz payload.
+PACKAGES="gcc make libc6-dev libelf1 qemu-system-x86 python3 python3-pytest cpio bubblewrap util-linux procps debian-archive-keyring zstd"
 
 check=""
 for arg in "$@"; do

@@ -3,7 +3,7 @@
 
 Each check prints one line, `ok` or `PROBLEM`, and for a problem the command or step that fixes it:
 the Debian packages (tools/deps.sh), QEMU's version, /dev/kvm (optional: without it the VM runs
-under TCG, slower but fine), free disk space, the VM's kernel cache (vm/fetch.py), the sandbox
+under TCG, slower but fine), free disk space, the VM's kernel cache (vm/fetch.py: which guest, its exact version), the sandbox
 (bubblewrap and user namespaces), and, for instructors, what the slides need.
 
 Usage: tools/doctor.py        (exit status 1 when something the labs need is missing)
@@ -76,11 +76,32 @@ def main() -> int:
                "free some space (make clean removes build products)")
 
     from vm import fetch
-    version_now = fetch.recorded_version()
+    try:
+        spec = fetch.spec()
+    except fetch.FetchError as e:
+        report(False, f"the guest kernel: {e}", "make fetch KERNEL=NAME with a name from vm/kernels.json")
+        spec = fetch.spec(fetch.kernels()["default"])
+    version_now = fetch.recorded_version(spec["name"])
     cached = version_now is not None and fetch.is_complete(fetch.CACHE / version_now)
-    report(cached, f"the VM's kernel, headers and busybox in vm/cache: "
-                   f"{version_now if cached else 'not fetched yet'}",
-           "make fetch  (downloads about 60 MB from Debian's archive, once)")
+    report(cached, f"the VM's kernel ({spec['name']}: Debian {spec['debian']}, {spec['series']} series), headers and "
+                   f"busybox in vm/cache: " + (fetch.guest_line(spec["name"]).removeprefix("guest kernel: ")
+                                               if cached else "not fetched yet"),
+           "make fetch" + (f" KERNEL={spec['name']}" if spec["name"] != fetch.kernels()["default"] else "") +
+           "  (downloads about 60 MB from Debian's archive, once)")
+    if not cached:
+        try:
+            archive, _ = fetch.mirrors()
+            report(shutil.which("apt-get") is not None, f"the mirror the fetch would use: {archive}",
+                   f"apt is missing; supported: {fetch.SUPPORTED}")
+        except fetch.FetchError as e:
+            report(False, str(e), f"export {fetch.MIRROR_VAR}=URL of a Debian mirror")
+    for name in fetch.kernels()["kernels"]:
+        if name != spec["name"]:
+            other = fetch.recorded_version(name)
+            line = fetch.guest_line(name) if other and fetch.is_complete(fetch.CACHE / other) else ""
+            report(False, f"the other guest {name}: " + (line.removeprefix("guest kernel: ") or
+                                                        f"not fetched (opt-in: make fetch KERNEL={name})"),
+                   needed=False)
 
     from gradelib import sandbox
     try:

@@ -71,8 +71,28 @@ class ModuleBuild:
 def kdir() -> Path:
     version = fetch.recorded_version()
     if version is None or not fetch.is_complete(fetch.CACHE / version):
-        raise KmodError("the VM kernel headers are not fetched: run `python3 vm/fetch.py` (or `make fetch`)")
+        raise KmodError(f"the VM kernel headers are not fetched: run `make fetch{fetch.make_arg()}`")
     return fetch.CACHE / version / "kdir"
+
+
+def compiler_vars(k: Path) -> list[str]:
+    """make variables for a host without the compiler the kernel was built with.
+
+    Debian builds each kernel with its own release's gcc (Debian 12's 6.1 with gcc-12, Debian 13's 6.12
+    with x86_64-linux-gnu-gcc-14) and its headers name it. When the host has it (Debian 12 for 6.1,
+    Debian 13 for 6.12), nothing changes. Otherwise the host's gcc builds the module, with the two
+    options of the kernel's configuration it cannot honour turned off on the command line: the
+    function alignment option gcc 14 added (-fmin-function-alignment; kbuild then uses
+    -falign-functions, as for older compilers) and BTF for modules (it needs pahole; a module loads
+    without it)."""
+    try:
+        text = (k / ".config").read_text()
+    except OSError:
+        return []
+    m = re.search(r'^CONFIG_CC_VERSION_TEXT="(\S+)', text, re.M)
+    if m is None or shutil.which(m.group(1)):
+        return []
+    return ["CC=gcc", "CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT=", "CONFIG_DEBUG_INFO_BTF_MODULES="]
 
 
 def run_here(argv: list[str], cwd: Path, timeout: float) -> tuple[Optional[int], str]:
@@ -187,7 +207,7 @@ def _build_module(src: Path, out: Path, k: Path, w1: bool, extra_cflags: str, ti
         for f in src.glob(pattern):
             if f.is_file() and not f.is_symlink():
                 shutil.copyfile(f, out / f.name)
-    argv = ["make", "-s", "-C", str(k), f"M={out}", "modules"]
+    argv = ["make", "-s", "-C", str(k), f"M={out}", "modules", *compiler_vars(k)]
     if w1:
         argv.append("W=1")
     if extra_cflags:
@@ -257,7 +277,8 @@ def build_board(out: Path | None = None, say: Callable[[str], None] | None = Non
 
 
 def _make_board(out: Path) -> dict[str, Path]:
-    status, log = run_here(["make", "-s", "-C", str(BOARD), f"OUT={out}", "modules", "button"], BOARD, 600.0)
+    status, log = run_here(["make", "-s", "-C", str(BOARD), f"OUT={out}", "modules", "button",
+                            *compiler_vars(kdir())], BOARD, 600.0)
     files = {name: out / name for name in BOARD_FILES}
     if status != 0 or not all(p.is_file() for p in files.values()):
         raise KmodError("the button board (driver/) does not build:\n" + log[-2000:])

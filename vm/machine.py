@@ -252,7 +252,7 @@ def kernel_cache() -> Path:
     """The complete vm/cache/<version> folder, or a one-line error (never downloads)."""
     version = fetch.recorded_version()
     if version is None or not fetch.is_complete(fetch.CACHE / version):
-        raise VMSetupError("the VM kernel is not fetched: run `python3 vm/fetch.py` (needs network once)")
+        raise VMSetupError(f"the VM kernel is not fetched: run `make fetch{fetch.make_arg()}` (needs network once)")
     return fetch.CACHE / version
 
 

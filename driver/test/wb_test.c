@@ -30,6 +30,7 @@
 #include <linux/seq_file.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 
 struct wbt {
 	struct device *dev;
@@ -162,7 +163,9 @@ static const struct file_operations wbt_ctl_fops = {
 	.owner	= THIS_MODULE,
 	.open	= simple_open,
 	.write	= wbt_ctl_write,
-	.llseek	= no_llseek,
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 12, 0)
+	.llseek	= no_llseek,	/* 6.12: gone; no .llseek means no seeking */
+#endif
 };
 
 static int wbt_stats_show(struct seq_file *s, void *unused)
@@ -213,7 +216,7 @@ static int wbt_probe(struct platform_device *pdev)
 	return 0;
 }
 
-static int wbt_remove(struct platform_device *pdev)
+static void wbt_remove(struct platform_device *pdev)
 {
 	struct wbt *t = platform_get_drvdata(pdev);
 
@@ -222,12 +225,24 @@ static int wbt_remove(struct platform_device *pdev)
 	wbt_free(t);
 	mutex_unlock(&t->lock);
 	mutex_destroy(&t->lock);
+}
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 11, 0)
+/* Before 6.11 .remove returned an int, which the driver core ignored. */
+static int wbt_remove_int(struct platform_device *pdev)
+{
+	wbt_remove(pdev);
 	return 0;
 }
+#endif
 
 static struct platform_driver wbt_driver = {
 	.probe	= wbt_probe,
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
 	.remove	= wbt_remove,
+#else
+	.remove	= wbt_remove_int,
+#endif
 	.driver	= {
 		.name	= "wb-button",
 	},

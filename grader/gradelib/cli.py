@@ -442,6 +442,15 @@ def gradescope(s: Summary) -> dict:
             "output_format": "text", "visibility": "visible", "stdout_visibility": "visible", "tests": tests}
 
 
+def guest_kernel() -> str:
+    """vm/fetch.py's one line on the guest kernel (version, Debian package, and whether the workbook was
+    checked on it), '' when none is fetched."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from vm import fetch
+    return fetch.guest_line()
+
+
 def full_report(s: Summary) -> str:
     """The table, then every test with its whole message (report.txt, and each student's report)."""
     detail = [s.text, "", "Every test:"]
@@ -538,8 +547,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from .view import render_short
         print(render_short(s, how, cached))
-    write_atomic(results, json.dumps(gradescope(s), indent=1))
-    write_atomic(out / "report.txt", full_report(s))
+    guest = guest_kernel()
+    if "checked on" in guest or os.environ.get("WORKBOOK_KERNEL"):
+        print(guest)  # another version of the series than the workbook's, or a guest chosen with KERNEL=
+    write_atomic(results, json.dumps(dict(gradescope(s), extra_data={"guest_kernel": guest}), indent=1))
+    write_atomic(out / "report.txt", (guest + "\n\n" if guest else "") + full_report(s))
     return 0 if s.full_marks else 1
 
 

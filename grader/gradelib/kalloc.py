@@ -47,6 +47,8 @@ UNFOLLOWED: dict[str, tuple[str, str]] = {
         "vmalloc_user", "vmalloc_32")},
     "kvmalloc_node": ("kvmalloc()/kvzalloc()", "its kmalloc is recorded as kvmalloc's own, not your driver's, "
                       "and a large one is a vmalloc, of which the kernel records nothing"),
+    "__kvmalloc_node": ("kvmalloc()/kvzalloc()", "its kmalloc is recorded as kvmalloc's own, not your driver's, "
+                        "and a large one is a vmalloc, of which the kernel records nothing"),  # 6.12's name
     "kvrealloc": ("kvrealloc()", "its kmalloc is recorded as kvrealloc's own, not your driver's"),
     "kasprintf": ("kasprintf()", "its kmalloc is recorded as kasprintf's own, not your driver's"),
     "kvasprintf": ("kvasprintf()", "its kmalloc is recorded as kvasprintf's own, not your driver's"),
@@ -57,7 +59,7 @@ UNFOLLOWED: dict[str, tuple[str, str]] = {
 
 def cannot_follow(imports: list[str]) -> str:
     """Why the leak check cannot vouch for a module with these imports (nm -u), or "" when it can."""
-    found = [UNFOLLOWED[f] for f in sorted(imports) if f in UNFOLLOWED]
+    found = [UNFOLLOWED[f.removesuffix("_noprof")] for f in sorted(imports) if f.removesuffix("_noprof") in UNFOLLOWED]
     if not found:
         return ""
     what = ", ".join(dict.fromkeys(w for w, _ in found))

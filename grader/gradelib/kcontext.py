@@ -48,7 +48,8 @@ LOCKS = [
 PLAIN = {"kcx_spin": "spin_lock()", "kcx_read": "read_lock()", "kcx_write": "write_lock()"}
 WRITERS = {"kcx_spin", "kcx_spin_irq", "kcx_spin_irqsave", "kcx_spin_bh", "kcx_spin_try", "kcx_write",
            "kcx_write_irq", "kcx_write_irqsave"}
-# (event, kernel function, the gfp argument or "", what the student wrote)
+# (event, kernel function, the gfp argument or "", what the student wrote); "a|b": 6.1's name, then the
+# one 6.12 has (the allocators' _noprof names, from memory allocation profiling in 6.10)
 SLEEPERS = [
     ("kcx_mutex", "mutex_lock", "", "mutex_lock()"),
     ("kcx_mutex_int", "mutex_lock_interruptible", "", "mutex_lock_interruptible()"),
@@ -58,11 +59,11 @@ SLEEPERS = [
     ("kcx_schedule", "schedule", "", "a sleeping wait (schedule())"),
     ("kcx_copy_to", "_copy_to_user", "", "copy_to_user()"), ("kcx_copy_from", "_copy_from_user", "", "copy_from_user()"),
     ("kcx_cansleep", "gpiod_get_value_cansleep", "", "gpiod_get_value_cansleep()"),
-    ("kcx_kmalloc", "kmalloc_trace", "%si", "kmalloc()/kzalloc()"),
-    ("kcx_kmalloc_big", "__kmalloc", "%si", "kmalloc()/kzalloc()"),
-    ("kcx_cache", "kmem_cache_alloc", "%si", "kmem_cache_alloc()"),
+    ("kcx_kmalloc", "kmalloc_trace|__kmalloc_cache_noprof", "%si", "kmalloc()/kzalloc()"),
+    ("kcx_kmalloc_big", "__kmalloc|__kmalloc_noprof", "%si", "kmalloc()/kzalloc()"),
+    ("kcx_cache", "kmem_cache_alloc|kmem_cache_alloc_noprof", "%si", "kmem_cache_alloc()"),
     ("kcx_devm", "devm_kmalloc", "%dx", "devm_kzalloc()"),
-    ("kcx_vmalloc", "vmalloc", "", "vmalloc()"),
+    ("kcx_vmalloc", "vmalloc|vmalloc_noprof", "", "vmalloc()"),
 ]
 
 
@@ -77,12 +78,12 @@ Runner = Callable[[str, float], _Result]  # (shell command as root in the VM, ti
 
 def setup_script() -> str:
     """Define the kprobe events (once per boot; a function the kernel cannot probe is left out)."""
-    defs = [f"p:{ev} {fn} lock={arg}:x64 caller=+0($stack):x64" for ev, fn, arg in LOCKS]
-    defs += [f"p:{ev} {fn} " + (f"gfp={arg}:x32 " if arg else "") + "caller=+0($stack):x64"
-             for ev, fn, arg, _ in SLEEPERS]
+    defs = [(ev, fn, f"lock={arg}:x64 caller=+0($stack):x64") for ev, fn, arg in LOCKS]
+    defs += [(ev, fn, (f"gfp={arg}:x32 " if arg else "") + "caller=+0($stack):x64") for ev, fn, arg, _ in SLEEPERS]
     lines = [f"mountpoint -q {TRACEFS} || mount -t tracefs nodev {TRACEFS}", f"mkdir -p {INSTANCE}"]
-    lines += [f"[ -d {TRACEFS}/events/kprobes/{d.split()[0][2:]} ] || echo '{d}' >> {TRACEFS}/kprobe_events 2>/dev/null"
-              for d in defs]
+    for ev, fns, args in defs:  # "a|b": the first name this kernel has (6.1's, then 6.12's)
+        tries = " || ".join(f"echo 'p:{ev} {fn} {args}' >> {TRACEFS}/kprobe_events" for fn in fns.split("|"))
+        lines.append(f"[ -d {TRACEFS}/events/kprobes/{ev} ] || {{ {tries}; }} 2>/dev/null")
     return "; ".join(lines) + "; true"
 
 

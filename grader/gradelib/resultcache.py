@@ -90,8 +90,9 @@ def _gcc_version() -> str:
 
 def _kernel(root: Path = REPO) -> str:
     cache = root / "vm" / "cache"
+    guest = os.environ.get("WORKBOOK_KERNEL", "")  # KERNEL=trixie: vm/cache/current-trixie (vm/fetch.py)
     try:
-        version = (cache / "current").read_text().strip()
+        version = (cache / (f"current-{guest}" if (cache / f"current-{guest}").is_file() else "current")).read_text().strip()
     except OSError:
         return "no kernel"
     try:

@@ -160,10 +160,14 @@ def test_a_module_that_does_not_build_shows_the_compiler_error(tmp_path: Path) -
     assert "broken.c:2" in b.summary() and "undeclared" in b.summary()
 
 
-def _fetch(tmp_path: Path, cache: Path, path_dir: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WORKBOOK_VM_CACHE=str(cache))
+def _fetch(tmp_path: Path, cache: Path, path_dir: Path | None = None, path: str | None = None
+           ) -> subprocess.CompletedProcess:
+    env = dict(os.environ, WORKBOOK_VM_CACHE=str(cache), WORKBOOK_DEBIAN_MIRROR="http://mirror.invalid/debian")
+    env.pop("WORKBOOK_KERNEL", None)
     if path_dir is not None:
         env["PATH"] = f"{path_dir}:{env['PATH']}"
+    if path is not None:
+        env["PATH"] = path
     return subprocess.run([PY, str(REPO / "vm" / "fetch.py"), "--quiet"], env=env, capture_output=True,
                           text=True, timeout=120)
 
@@ -171,14 +175,17 @@ def _fetch(tmp_path: Path, cache: Path, path_dir: Path | None = None) -> subproc
 def test_no_archive_is_one_clear_line_and_leaves_no_cache(tmp_path: Path) -> None:
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "apt-get").write_text("#!/bin/sh\necho \"E: Failed to fetch http://deb.debian.org/x  "
-                                  "Temporary failure resolving 'deb.debian.org'\" >&2\nexit 100\n")
+    (fake / "apt-get").write_text("#!/bin/sh\necho \"E: Failed to fetch http://mirror.invalid/x  "
+                                  "Temporary failure resolving 'mirror.invalid'\" >&2\nexit 100\n")
     (fake / "apt-get").chmod(0o755)
     cache = tmp_path / "cache"
     r = _fetch(tmp_path, cache, fake)
     assert r.returncode == 1
     assert r.stderr.startswith("fetch: cannot download from Debian's package archive") and r.stderr.count("\n") == 1
-    assert not any(p.name != "current" for p in cache.iterdir()) if cache.exists() else True
+    assert "Temporary failure resolving" in r.stderr, r.stderr
+    # only the private apt's configuration is left: no kernel folder, no record, no package list
+    assert sorted(p.name for p in cache.iterdir()) == ["apt-bookworm"], list(cache.iterdir())
+    assert not list((cache / "apt-bookworm" / "state").glob("lists/*Packages*"))
 
 
 def test_a_corrupt_cache_is_not_trusted(tmp_path: Path) -> None:
@@ -195,6 +202,95 @@ def test_a_corrupt_cache_is_not_trusted(tmp_path: Path) -> None:
     r = _fetch(tmp_path, cache, fake)
     assert r.returncode == 1 and "cannot download" in r.stderr, r.stderr
     assert not (cache / version).exists(), "the corrupt folder must be removed, not reused"
+
+
+def test_the_mirror_comes_from_the_hosts_debian_sources_and_skips_what_apt_skips(tmp_path: Path) -> None:
+    etc = tmp_path / "apt"
+    (etc / "sources.list.d").mkdir(parents=True)
+    (etc / "sources.list").write_text("# deb http://old.invalid/debian bookworm main\n")
+    (etc / "sources.list.d" / "thirdparty.sources").write_text(
+        "Types: deb\nURIs: https://vendor.invalid/apt\nSuites: nodistro\nComponents: main\n")
+    (etc / "sources.list.d" / "off.list.disabled").write_text("deb http://disabled.invalid/debian bookworm main\n")
+    (etc / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://off.invalid/debian\nSuites: bookworm\nComponents: main\nEnabled: no\n\n"
+        "Types: deb\n# a comment\nURIs: http://mirror.invalid/debian/\nSuites: bookworm bookworm-updates\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+        "Types: deb\nURIs: http://security.invalid/debian-security\nSuites: bookworm-security\nComponents: main\n")
+    assert fetch.host_mirrors(etc) == ("http://mirror.invalid/debian", "http://security.invalid/debian-security")
+    # the one-line format, no security entry: the archive's URL with -security, as Debian's mirrors lay it out
+    (etc / "sources.list.d" / "debian.sources").unlink()
+    (etc / "sources.list").write_text("deb [arch=amd64 signed-by=/k.gpg] http://mirror.invalid/debian trixie main\n")
+    assert fetch.host_mirrors(etc) == ("http://mirror.invalid/debian", "http://mirror.invalid/debian-security")
+    # Ubuntu's sources are not Debian's archive: the error names the variable to set and the supported hosts
+    (etc / "sources.list").write_text("deb http://archive.invalid/ubuntu noble main universe\n")
+    assert fetch.host_mirrors(etc) is None
+    env = os.environ.pop(fetch.MIRROR_VAR, None)
+    try:
+        with pytest.raises(fetch.FetchError, match="WORKBOOK_DEBIAN_MIRROR.*dev container"):
+            fetch.mirrors(etc)
+        os.environ[fetch.MIRROR_VAR] = "http://given.invalid/debian/"
+        assert fetch.mirrors(etc) == ("http://given.invalid/debian", "http://given.invalid/debian-security")
+    finally:
+        os.environ.pop(fetch.MIRROR_VAR, None)
+        if env is not None:
+            os.environ[fetch.MIRROR_VAR] = env
+
+
+def test_a_host_without_apt_is_told_which_hosts_are_supported(tmp_path: Path) -> None:
+    r = _fetch(tmp_path, tmp_path / "cache", path=str(tmp_path))  # a PATH with no apt-get
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "this host has no apt" in r.stderr and "Debian 12 and Debian 13" in r.stderr and \
+        "dev container" in r.stderr, r.stderr
+
+
+def _fake_cache(cache: Path, abi: str, package: str) -> Path:
+    """A cache folder fetch.is_complete trusts, its vmlinux a kernel banner and nothing else."""
+    d = cache / abi
+    common = d / "root/usr/src" / f"linux-headers-{abi.rsplit('-', 1)[0]}-common"
+    common.mkdir(parents=True)
+    (common / "Makefile").write_text("")
+    (d / "root/usr/src" / f"linux-headers-{abi}").mkdir()
+    (d / "root/usr/src" / f"linux-headers-{abi}" / "Makefile").write_text(f"include /usr/src/{common.name}/Makefile\n")
+    os.symlink(f"root/usr/src/linux-headers-{abi}", d / "kdir")
+    (d / "vmlinux").write_bytes(b"\x7fELF" + f"Linux version {abi} (debian-kernel@lists.debian.org) (gcc) #1 SMP "
+                                f"PREEMPT_DYNAMIC Debian {package} (2026-01-01)\n".encode())
+    (d / "busybox").write_bytes(b"")
+    (d / "complete").write_text(f"{(d / 'vmlinux').stat().st_size}\n")
+    return d
+
+
+def test_another_version_of_the_series_is_said_in_one_line_and_an_old_cache_is_adopted_by_its_banner(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch, "CACHE", tmp_path)
+    monkeypatch.delenv("WORKBOOK_KERNEL", raising=False)
+    checked = fetch.spec("bookworm")["checked"]
+    d = _fake_cache(tmp_path, "6.1.0-99-amd64", "6.1.999-1")
+    (tmp_path / "current").write_text("6.1.0-99-amd64\n")
+    # fetched before vm/kernels.json (no guest.json): trusted because its own banner says 6.1, no apt asked
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    assert fetch.ensure(quiet=True) == d
+    assert fetch.guest_info(d)["package"] == "6.1.999-1"
+    line = fetch.guest_line()
+    assert line.startswith("guest kernel: 6.1.0-99-amd64, Debian 12 (bookworm) package 6.1.999-1; ") and \
+        f"checked on {checked} of the 6.1 series" in line and "\n" not in line, line
+    # the version the workbook was checked on: no note
+    monkeypatch.setattr(fetch, "kernels", lambda: {"default": "bookworm", "kernels": {"bookworm": dict(
+        debian=12, suite="bookworm", series="6.1", checked="6.1.999-1")}})
+    assert "checked" not in fetch.guest_line()
+    # a cache of another series is not taken for the named one
+    other = _fake_cache(tmp_path, "6.12.1+deb13-amd64", "6.12.1-1")
+    assert not fetch.verified(other, fetch.spec("bookworm"))
+
+
+def test_a_series_that_left_the_suite_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "apt-cache").write_text("#!/bin/sh\necho 'linux-image-amd64'\necho '  Depends: linux-image-6.2.0-1-amd64'\n")
+    (fake / "apt-cache").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.setattr(fetch, "CACHE", tmp_path)
+    with pytest.raises(fetch.FetchError, match=r"the 6\.1 series has left Debian bookworm .*6\.2\.0-1-amd64.*vm/kernels\.json"):
+        fetch.resolve(fetch.spec("bookworm"))
 
 
 def test_make_vm_gives_a_shell_and_leaves_no_qemu() -> None:

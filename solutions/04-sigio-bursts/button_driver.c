@@ -52,6 +52,7 @@
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include <linux/wait.h>
 
 #include "button_event.h"
@@ -312,7 +313,9 @@ static const struct file_operations button_fops = {
 	.read		= button_read,
 	.poll		= button_poll,
 	.fasync		= button_fasync,
-	.llseek		= no_llseek,
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 12, 0)
+	.llseek		= no_llseek,	/* 6.12: gone; no .llseek means no seeking */
+#endif
 };
 
 static int button_probe(struct platform_device *pdev)
@@ -382,17 +385,29 @@ static int button_probe(struct platform_device *pdev)
  * cancelled: the handler and the timer may run once more, and find the
  * list of readers empty.
  */
-static int button_remove(struct platform_device *pdev)
+static void button_remove(struct platform_device *pdev)
 {
 	struct button_dev *bdev = platform_get_drvdata(pdev);
 
 	misc_deregister(&bdev->misc);
+}
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 11, 0)
+/* Before 6.11 .remove returned an int, which the driver core ignored. */
+static int button_remove_int(struct platform_device *pdev)
+{
+	button_remove(pdev);
 	return 0;
 }
+#endif
 
 static struct platform_driver button_driver = {
 	.probe	= button_probe,
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
 	.remove	= button_remove,
+#else
+	.remove	= button_remove_int,
+#endif
 	.driver	= {
 		.name			= "wb-button",
 		/* unbinding through sysfs would pull the device from under

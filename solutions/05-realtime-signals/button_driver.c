@@ -61,6 +61,7 @@
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include <linux/wait.h>
 
 #include "button_event.h"
@@ -342,7 +343,9 @@ static const struct file_operations button_fops = {
 	.read		= button_read,
 	.poll		= button_poll,
 	.fasync		= button_fasync,
-	.llseek		= no_llseek,
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 12, 0)
+	.llseek		= no_llseek,	/* 6.12: gone; no .llseek means no seeking */
+#endif
 };
 
 /* Which kind of device probe() is given: a platform_device_id's driver_data. */
@@ -448,7 +451,7 @@ static int button_probe(struct platform_device *pdev)
  * after this returns, then the timer is cancelled, then the device's
  * reference is dropped: the state goes with the last file.
  */
-static int button_remove(struct platform_device *pdev)
+static void button_remove(struct platform_device *pdev)
 {
 	struct button_dev *bdev = platform_get_drvdata(pdev);
 
@@ -462,12 +465,24 @@ static int button_remove(struct platform_device *pdev)
 	kill_fasync(&bdev->async_queue, SIGIO, POLL_HUP);
 	/* END TODO */
 	dev_info(&pdev->dev, "/dev/%s removed\n", bdev->name);
+}
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 11, 0)
+/* Before 6.11 .remove returned an int, which the driver core ignored. */
+static int button_remove_int(struct platform_device *pdev)
+{
+	button_remove(pdev);
 	return 0;
 }
+#endif
 
 static struct platform_driver button_driver = {
 	.probe		= button_probe,
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
 	.remove		= button_remove,
+#else
+	.remove		= button_remove_int,
+#endif
 	/* TODO 5: bind every device of the table. */
 	.id_table	= button_ids,
 	/* END TODO */
