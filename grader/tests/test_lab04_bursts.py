@@ -196,10 +196,10 @@ def test_a_press_and_a_release_are_sigio_deliveries_1_and_2(vm: VmLab) -> None:
     w = watch(vm)
     vm.button("press")
     a = said(vm, w, r"^SIGIO ", msg="The button was pressed: burstwatch's SIGIO handler should count the delivery "
-                 "and print `SIGIO 1: read 1, seq S to S`.")
+                    "and print `SIGIO 1: read 1, seq S to S`.")
     vm.button("release")
     b = said(vm, w, r"^SIGIO ", msg="The button was released after the press's SIGIO was handled: a second "
-                 "delivery, `SIGIO 2: ...`.")
+                    "delivery, `SIGIO 2: ...`.")
     if not a.startswith("SIGIO 1: ") or not b.startswith("SIGIO 2: "):
         vm.fail(w.explain(f"burstwatch printed `{a}` and `{b}` for a press, then a release: two SIGIO deliveries, "
                           "numbered 1 and 2 (count them in the handler)."))
@@ -315,14 +315,14 @@ def test_a_sigio_with_nothing_to_read_reads_nothing_and_goes_on(vm: VmLab) -> No
     w = watch(vm)
     vm.run(f"kill -IO {w.pid}", what="kill -IO")  # stands for a SIGIO whose record an earlier drain took
     line = said(vm, w, r"^SIGIO ", msg="A SIGIO came with nothing in the ring (its record was read by an "
-                    "earlier drain).")
+                       "earlier drain).")
     if line != "SIGIO 1: read 0":
         vm.fail(w.explain(f"burstwatch printed `{line}` for a SIGIO with nothing to read: expected `SIGIO 1: read "
                           "0` (the first read(2) fails with EAGAIN)."))
     s0 = seq_now(vm)
     vm.button("press")
     line = said(vm, w, r"^SIGIO ", msg="After an empty SIGIO the button was pressed: the handler should go on "
-                    "working (a read that blocks in the handler would hang it: O_NONBLOCK).")
+                       "working (a read that blocks in the handler would hang it: O_NONBLOCK).")
     if line != f"SIGIO 2: read 1, seq {s0 + 1} to {s0 + 1}":
         vm.fail(w.explain(f"burstwatch printed `{line}` for a press after an empty SIGIO: expected `SIGIO 2: read 1, "
                           f"seq {s0 + 1} to {s0 + 1}`."))
@@ -365,7 +365,7 @@ def expect_lost(vm: VmLab, w: GuestProc, s0: int, clicks: int, n: int) -> None:
     want = [f"lost {gone}: seq {s0 + 1} to {s0 + gone}",
             f"SIGIO {n}: read {RING}, seq {s0 + gone + 1} to {s0 + 2 * clicks}"]
     got = [said(vm, w, r"^(lost|SIGIO) ", msg=f"SIGIO was held through {2 * clicks} events; the ring kept the newest "
-                    f"{RING}.") for _ in want]
+                       f"{RING}.") for _ in want]
     if got != want:
         vm.fail(w.explain(f"burstwatch did not name the events the ring overwrote as one exact range: SIGIO was "
                           f"held through {2 * clicks} events (seq {s0 + 1} to {s0 + 2 * clicks}); the driver's ring "
