@@ -315,14 +315,41 @@ def _kernel_trouble(rs: list[dict]) -> list[str]:
     return out
 
 
+# The harness's line when a test waited for output that never came (GuestProc.expect, Program.expect):
+# what went wrong.  The line a test puts before it (expect's msg) is its scenario, what it did, not a cause.
+WAITED_IN_VAIN = re.compile(r"Expected `.*` to print a line matching .*, but ")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _cause(msg: str) -> str:
+    """The line of a failing test's message that says what went wrong: the harness's line when the test
+    waited for output in vain (first, or second after the test's scenario), else the first line (the tests
+    lead with the cause; a cause a test found itself leads, before the harness's line)."""
+    lines = [ln.strip() for ln in msg.strip().splitlines()] or [""]
+    return next((ln for ln in lines[:2] if WAITED_IN_VAIN.match(ln)), lines[0])
+
+
+def _merge_numbers(lines: list[str]) -> str:
+    """Lines that differ only in their numbers, as one: each number that differs becomes N."""
+    parts = [_NUMBER.split(ln) for ln in lines]
+    nums = [_NUMBER.findall(ln) for ln in lines]
+    out = parts[0][0]
+    for i, text in enumerate(parts[0][1:]):
+        values = {n[i] for n in nums}
+        out += (nums[0][i] if len(values) == 1 else "N") + text
+    return out
+
+
 def shared_causes(rs: list[dict]) -> list[str]:
-    """One line for each first line of a message that several failing tests of a lab share."""
-    firsts: dict[str, int] = {}
+    """One line for each cause that several failing tests of a lab share: their messages' cause lines
+    (_cause) compared with every number masked, so "got 3 of 10" and "got 4 of 10" are one cause."""
+    groups: dict[str, list[str]] = {}
     for x in rs:
-        if x["outcome"] != "passed" and not x["prereq"]:
-            firsts[_first_line(x["message"])] = firsts.get(_first_line(x["message"]), 0) + 1
-    return [f"  ! {count} tests failed for one cause: {line}" for line, count in firsts.items()
-            if count > 1 and not KERNEL_TROUBLE.match(line)]
+        if x["outcome"] != "passed" and not x["prereq"] and not KERNEL_TROUBLE.match(_first_line(x["message"])):
+            line = _cause(x["message"])
+            groups.setdefault(_NUMBER.sub("N", line), []).append(line)
+    return [f"  ! {len(lines)} tests failed for one cause: {_merge_numbers(lines)}" for lines in groups.values()
+            if len(lines) > 1]
 
 
 def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages: bool = False) -> str:
