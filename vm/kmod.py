@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,38 @@ MODPOST = re.compile(r"^(?:WARNING|ERROR): modpost: .*$", re.M)
 
 class KmodError(Exception):
     """The build could not even start (no headers, no make): a one-line message."""
+
+
+class NotRegular(Exception):
+    """A file the build made (or a source) is a link or not a regular file: the message names it."""
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of `path`, which must be a regular file and not a symbolic link.
+
+    The build runs the student's Kbuild (a makefile): what it leaves in its folder may be a link to a
+    file only the grader can read; the grader never follows it (O_NOFOLLOW, then fstat)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as e:
+        if os.path.islink(path):
+            raise NotRegular(f"{path.name} is a symbolic link (to {os.readlink(path)!r}), not a file the "
+                             f"build made: the grader does not follow it") from None
+        raise NotRegular(f"{path.name} cannot be read: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegular(f"{path.name} is not a regular file")
+    return fd
+
+
+def copy_regular(src: Path, dst: Path) -> None:
+    """Copy `src` (a regular file, never through a link: open_regular) to a new file `dst`."""
+    fd = open_regular(src)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f, open(dst, "wb") as out:
+            shutil.copyfileobj(f, out)
+    finally:
+        os.close(fd)
 
 
 # How a build is run: (argv, cwd, timeout) -> (exit status, or None when it
@@ -157,7 +190,10 @@ def _keep_build(key: str, b: ModuleBuild) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=_mkdirs(MODULE_CACHE)))
     try:
         for name, ko in b.kos.items():
-            shutil.copyfile(ko, tmp / f"{name}.ko")
+            try:
+                copy_regular(ko, tmp / f"{name}.ko")  # never what a link points to
+            except NotRegular:
+                return  # not kept (the build's own check refused it already)
         (tmp / "build.json").write_text(json.dumps({"ok": b.ok, "log": b.log, "kos": sorted(b.kos),
                                                     "warnings": b.warnings, "errors": b.errors}))
         try:
@@ -186,7 +222,10 @@ def _build_module(src: Path, out: Path, k: Path, w1: bool, extra_cflags: str, ti
     for pattern in SOURCES:
         for f in src.glob(pattern):
             if f.is_file() and not f.is_symlink():
-                shutil.copyfile(f, out / f.name)
+                try:
+                    copy_regular(f, out / f.name)
+                except NotRegular:
+                    pass  # replaced since the glob: skipped, like any link among the sources
     argv = ["make", "-s", "-C", str(k), f"M={out}", "modules"]
     if w1:
         argv.append("W=1")
@@ -198,7 +237,17 @@ def _build_module(src: Path, out: Path, k: Path, w1: bool, extra_cflags: str, ti
         return ModuleBuild(False, log, timed_out=True)
     build = ModuleBuild(status == 0, log, warnings=WARNING.findall(log), errors=ERROR.findall(log))
     if build.ok:
-        build.kos = {p.stem: p for p in sorted(out.glob("*.ko"))}
+        kos = sorted(out.glob("*.ko"))
+        bad = []
+        for ko in kos:
+            try:
+                os.close(open_regular(ko))
+            except NotRegular as e:
+                bad.append(f"{e} (the module must be the file kbuild links, not a link or anything else)")
+        if bad:
+            build.ok, build.errors = False, bad
+        else:
+            build.kos = {p.stem: p for p in kos}
     return build
 
 
