@@ -339,6 +339,9 @@ class LabBuild:
         ex = c.wait(timeout=120.0)
         if ex.timed_out:
             return BuildFailed(f"Compiling `{name}` did not finish within 120 s.")
+        if ex.killed_for or ex.flooded:
+            why = ex.killed_for or f"it printed more than {sandbox.OUTPUT_CAP // 1024} KiB"
+            return BuildFailed(f"Compiling `{name}` was stopped by the grader: {why}.")
         if ex.exitcode != 0 or not out.exists():
             errs = _first_errors(clean_text(ex.stderr))
             return BuildFailed(f"`{name}` ({', '.join(prog.sources)}) does not compile with the grader's flags "
