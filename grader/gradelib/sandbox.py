@@ -121,12 +121,14 @@ def sandbox_user() -> tuple[str, int, int]:
 
 
 def _count_processes(uid: int) -> int:
+    """The tasks uid runs, as RLIMIT_NPROC counts them: every thread is one (QEMU, which runs as nobody,
+    has several)."""
     n = 0
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 if os.stat(f"/proc/{d}").st_uid == uid:
-                    n += 1
+                    n += len(os.listdir(f"/proc/{d}/task"))
             except OSError:
                 pass
     return n
@@ -363,6 +365,7 @@ class Contained:
             info_r, info_w = os.pipe()
             cmd = _keeper_prefix(info_w) + _user_prefix() + argv
         nproc_base = _count_processes(sandbox_uid())
+        self._nproc_limit = nproc_base + limits.processes  # RLIMIT_NPROC: the user's tasks, this program's and others'
 
         def preexec() -> None:
             os.setpgid(0, 0)
@@ -457,12 +460,15 @@ class Contained:
             if rss > self.limits.memory:
                 why = (f"its processes used more than {self.limits.memory >> 20} MiB of memory "
                        f"({rss >> 20} MiB resident)")
-            elif len(pids) - own >= self.limits.processes:
-                # fork() fails with EAGAIN at RLIMIT_NPROC, which the program may ignore and loop on
+            elif len(pids) - own >= self.limits.processes or (
+                    len(pids) - own >= self.limits.processes // 2
+                    and _count_processes(sandbox_uid()) >= self._nproc_limit):
+                # fork() fails with EAGAIN at RLIMIT_NPROC, which the program may ignore and loop on; the
+                # limit counts the user's other tasks too (another sandbox's, QEMU's threads as nobody)
                 why = (f"it started as many processes as it may run at once (the limit of {self.limits.processes} "
                        f"processes): a fork loop?")
             else:
-                used, files = disk_usage(self.writable + self._shared_new(), MAX_WATCHED_FILES)
+                used, files = disk_usage(self.writable + self._shared_new(MAX_WATCHED_FILES + 1), MAX_WATCHED_FILES)
                 tmp_used, tmp_files = self._private_tmp_usage()
                 used, files = used + tmp_used, files + tmp_files
                 if used > self.limits.disk:
@@ -488,11 +494,11 @@ class Contained:
             files += max(0, st.f_files - st.f_ffree - 1)  # the folder itself is not the program's
         return used, files
 
-    def _shared_new(self) -> list[Path]:
+    def _shared_new(self, limit: int | None = None) -> list[Path]:
         """What the program made in the shared temporary folders (only without bwrap)."""
         if self._bwrap:
             return []
-        return [e for e in shared_tmp_entries(sandbox_uid()) if e not in self._shared_before]
+        return shared_tmp_entries(sandbox_uid(), skip=self._shared_before, limit=limit)
 
     # --- interaction -----------------------------------------------------
     def send(self, data: bytes) -> bool:
@@ -686,18 +692,22 @@ def pids_rss(pids: list[int]) -> int:
 SHARED_TMP = ["/tmp", "/var/tmp", "/dev/shm"]
 
 
-def shared_tmp_entries(uid: int) -> list[Path]:
-    """The entries at the top of the world-writable temporary folders that belong to uid."""
-    found = []
+def shared_tmp_entries(uid: int, skip: set[Path] | None = None, limit: int | None = None) -> list[Path]:
+    """The entries at the top of the world-writable temporary folders that belong to uid (but those in
+    `skip`), at most `limit` of them: a program that makes a million files in /tmp must not make each of
+    the watchdog's looks as slow as the files are many."""
+    found: list[Path] = []
     for d in SHARED_TMP:
         try:
             with os.scandir(d) as it:
                 for e in it:
                     try:
-                        if e.stat(follow_symlinks=False).st_uid == uid:
+                        if e.stat(follow_symlinks=False).st_uid == uid and (skip is None or Path(e.path) not in skip):
                             found.append(Path(e.path))
                     except OSError:
                         pass
+                    if limit is not None and len(found) >= limit:
+                        return found
         except OSError:
             pass
     return found
