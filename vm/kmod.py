@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -39,9 +40,114 @@ WARNING = re.compile(r"^(\S+:\d+:\d+: warning: .*)$", re.M)
 ERROR = re.compile(r"^(\S+:\d+:\d+: (?:fatal )?error: .*)$", re.M)
 MODPOST = re.compile(r"^(?:WARNING|ERROR): modpost: .*$", re.M)
 
+# --- what of a build's output a student is shown --------------------------------------------------
+# A Kbuild file (a makefile) can print anything ($(warning $(shell ls /)), $(error $(shell cat ...))):
+# the excerpt keeps the compiler's, the linker's, modpost's and make's own diagnostics about the
+# submission's files (and the system's or kernel's headers), in their own shapes, and counts the rest.
+_FILE = r"(?P<file>[^\s:'`]+)"
+_DIAG = [
+    re.compile(_FILE + r":\d+:(?:\d+:)? (?:fatal error|error|warning|note): "),  # gcc
+    re.compile(_FILE + r": (?:In function|In member function|At top level|In macro)\b"),
+    re.compile(r"(?:In file included|\s+) from " + _FILE + r":\d+[:,]$"),
+    re.compile(_FILE + r":(?:\d+:|\(\.[\w.]+\+0x[0-9a-f]+\):) (?:undefined reference to|multiple definition of) `[\w.@]+'"),
+    re.compile(_FILE + r": in function `[\w.]+':$"),  # ld, after its prefix
+    re.compile(_FILE + r":\d+: \*\*\* (?:missing separator|missing 'endif'|missing 'endef'|invalid syntax in "
+               r"conditional|extraneous text after '\w+' directive|unterminated variable reference|recipe "
+               r"commences before first target|mixed implicit and normal rules)\b[\w '.]*\.  Stop\.$"),  # make
+]
+_TOOL = [  # the tools' own lines, with no file of their own
+    re.compile(r"(?:cc1|cc1plus|collect2): (?:all |some )?(?:warnings being treated as errors|error: ld returned "
+               r"\d+ exit status)$"),
+    re.compile(r"compilation terminated\.$"),
+    re.compile(r"make(?:\[\d+\])?: \*\*\* No rule to make target '[\w./-]+', needed by '[\w./-]+'\.  Stop\.$"),
+    re.compile(r"(?:ERROR|WARNING): modpost: (?:\"\w+\" \[[\w./-]+\.ko\] undefined!|missing MODULE_LICENSE\(\) in "
+               r"[\w./-]+\.o|[\w./-]+\.o: section mismatch in reference: [\w.()+/ -]+)$"),
+]
+_EXCERPT = re.compile(r"\s*\d* \| ")  # gcc's quote of the line and its caret: "   12 | code", "      |   ^~~"
+_LD = re.compile(r"^(?:\S*/)?ld(?:\.bfd)?: ")
+MAX_LINE = 300  # a diagnostic longer than this is cut
+
+
+def about(f: str, own: list[str], folder: str = "", trusted: tuple[str, ...] = ()) -> bool:
+    """Whether a diagnostic's file is one of the submission's (`own`, in `folder`), a trusted header, or the
+    compiler's temporary object (the linker names it)."""
+    if folder and f.startswith(folder.rstrip("/") + "/"):
+        f = f[len(folder.rstrip("/")) + 1:]
+    f = f[2:] if f.startswith("./") else f
+    return f in own or bool(trusted) and f.startswith(trusted) or re.fullmatch(r"/tmp/cc\w+\.o", f) is not None
+
+
+def diagnostics(log: str, own: list[str], folder: str = "", trusted: tuple[str, ...] = (), lines: int = 15) -> str:
+    """The compiler's (linker's, modpost's, make's) diagnostics in `log` about the files named in `own`
+    (or under a `trusted` prefix: system or kernel headers), from the first error, at most `lines`, and
+    a count of the other lines, which are not shown (a build file may print what it found).
+    `folder`: the build folder, shown as the files' own names."""
+    kept: list[str] = []
+    other = 0
+    quoting = False  # the last diagnostic was kept: gcc's quote of the line below it is too
+    for raw in log.splitlines():
+        if not raw.strip():
+            continue
+        line = _LD.sub("", raw) if _LD.match(raw) else raw
+        m = next((rx.match(line) for rx in _DIAG if rx.match(line)), None)
+        if m is not None and about(m.group("file"), own, folder, trusted):
+            kept.append(raw)
+            quoting = True
+        elif m is None and any(rx.match(line) for rx in _TOOL):
+            kept.append(raw)
+            quoting = False
+        elif quoting and _EXCERPT.match(raw):
+            kept.append(raw)
+        else:
+            other += 1
+            quoting = False
+    if folder:
+        kept = [ln.replace(folder.rstrip("/") + "/", "") for ln in kept]
+    kept = [ln if len(ln) <= MAX_LINE else ln[:MAX_LINE] + " [...]" for ln in kept]
+    first = next((i for i, ln in enumerate(kept) if re.search(r"error|undefined|\*\*\*", ln)), 0)
+    while first > 0 and not _EXCERPT.match(kept[first - 1]) and re.search(r" from |: In |: At ", kept[first - 1]):
+        first -= 1
+    shown = kept[first:first + lines]
+    if other:
+        shown.append(f"(the build printed {other} other line{'s' if other != 1 else ''}, not shown: only the "
+                     f"compiler's and the linker's diagnostics about the submission's files are)")
+    return "\n".join(shown) or "(the build printed nothing)"
+
 
 class KmodError(Exception):
     """The build could not even start (no headers, no make): a one-line message."""
+
+
+class NotRegular(Exception):
+    """A file the build made (or a source) is a link or not a regular file: the message names it."""
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of `path`, which must be a regular file and not a symbolic link.
+
+    The build runs the student's Kbuild (a makefile): what it leaves in its folder may be a link to a
+    file only the grader can read; the grader never follows it (O_NOFOLLOW, then fstat)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as e:
+        if os.path.islink(path):
+            raise NotRegular(f"{path.name} is a symbolic link (to {os.readlink(path)!r}), not a file the "
+                             f"build made: the grader does not follow it") from None
+        raise NotRegular(f"{path.name} cannot be read: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegular(f"{path.name} is not a regular file")
+    return fd
+
+
+def copy_regular(src: Path, dst: Path) -> None:
+    """Copy `src` (a regular file, never through a link: open_regular) to a new file `dst`."""
+    fd = open_regular(src)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f, open(dst, "wb") as out:
+            shutil.copyfileobj(f, out)
+    finally:
+        os.close(fd)
 
 
 # How a build is run: (argv, cwd, timeout) -> (exit status, or None when it
@@ -59,13 +165,22 @@ class ModuleBuild:
     errors: list[str] = field(default_factory=list)
     timed_out: bool = False
     cached: bool = False  # the result of an earlier build of the very same sources
+    sources: list[str] = field(default_factory=list)  # the names of the submission's files it built
 
     def summary(self, lines: int = 12) -> str:
-        """What a student needs to see: the first errors (or the log's tail)."""
+        """What a student needs to see: the grader's own refusal, or the compiler's first diagnostics
+        about the submission's files; never the rest of what the Kbuild file printed (diagnostics())."""
         if self.timed_out:
             return "the module build did not finish within its time limit"
-        picked = self.errors or MODPOST.findall(self.log) or self.log.strip().splitlines()[-lines:]
-        return "\n".join(picked[:lines]) or "(kbuild printed nothing)"
+        refusals = [e for e in self.errors if e not in self.log]  # the grader's words, not the build's
+        if refusals:
+            return "\n".join(refusals[:lines])
+        return diagnostics(self.log, self.sources, trusted=_trusted(), lines=lines)
+
+
+def _trusted() -> tuple[str, ...]:
+    """Where diagnostics come from that are no one's output but the compiler's: the kernel's headers."""
+    return (*KERNEL_HEADERS, str(fetch.CACHE) + "/")
 
 
 def kdir() -> Path:
@@ -111,6 +226,8 @@ def run_here(argv: list[str], cwd: Path, timeout: float) -> tuple[Optional[int],
 
 MODULE_CACHE = fetch.CACHE / "build" / "modules"
 MODULE_CACHE_KEEP = 40  # builds kept (the oldest go first)
+CACHE_FORMAT = "2"  # a new format (build.json's fields), or a fix to what a build may keep: old entries are not reused
+KERNEL_HEADERS = ("include/", "arch/")  # where the kernel's headers' diagnostics come from (relative to kdir)
 
 
 def build_module(src: Path, out: Path, *, w1: bool = False, extra_cflags: str = "", timeout: float = 300.0,
@@ -130,7 +247,7 @@ def build_module(src: Path, out: Path, *, w1: bool = False, extra_cflags: str = 
         if hit is not None:
             return _expect_module(hit, module)
     b = _build_module(src, out, k, w1, extra_cflags, timeout, module, runner)
-    if key and not b.timed_out:
+    if key and not b.timed_out and b.ok:  # a failure may be the machine's (a fork refused under load): not kept
         _keep_build(key, b)
     return _expect_module(b, module)
 
@@ -150,7 +267,7 @@ def _expect_module(build: ModuleBuild, module: str | None) -> ModuleBuild:
 
 def _module_key(src: Path, w1: bool, extra_cflags: str) -> str:
     srcs = [f for pat in SOURCES for f in src.glob(pat) if f.is_file() and not f.is_symlink()]
-    return content_key(srcs, f"w1={w1}", extra_cflags)
+    return content_key(srcs, f"w1={w1}", extra_cflags, f"cache={CACHE_FORMAT}")
 
 
 def is_cached(src: Path, w1: bool = False, extra_cflags: str = "") -> bool:
@@ -170,16 +287,21 @@ def _cached_build(key: str, out: Path) -> ModuleBuild | None:
         shutil.copyfile(d / f"{name}.ko", out / f"{name}.ko")
         kos[name] = out / f"{name}.ko"
     os.utime(d)  # recently used
-    return ModuleBuild(meta["ok"], meta["log"], kos, meta["warnings"], meta["errors"], cached=True)
+    return ModuleBuild(meta["ok"], meta["log"], kos, meta["warnings"], meta["errors"], cached=True,
+                       sources=meta.get("sources", []))
 
 
 def _keep_build(key: str, b: ModuleBuild) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=_mkdirs(MODULE_CACHE)))
     try:
         for name, ko in b.kos.items():
-            shutil.copyfile(ko, tmp / f"{name}.ko")
+            try:
+                copy_regular(ko, tmp / f"{name}.ko")  # never what a link points to
+            except NotRegular:
+                return  # not kept (the build's own check refused it already)
         (tmp / "build.json").write_text(json.dumps({"ok": b.ok, "log": b.log, "kos": sorted(b.kos),
-                                                    "warnings": b.warnings, "errors": b.errors}))
+                                                    "warnings": b.warnings, "errors": b.errors,
+                                                    "sources": b.sources}))
         try:
             os.rename(tmp, MODULE_CACHE / key)
         except OSError:
@@ -203,10 +325,15 @@ def _build_module(src: Path, out: Path, k: Path, w1: bool, extra_cflags: str, ti
         return ModuleBuild(False, "", errors=[f"{src.name}/Kbuild is missing (it names the module: "
                                               f"obj-m += {wanted}.o)"])
     out.mkdir(parents=True, exist_ok=True)
+    sources = []
     for pattern in SOURCES:
         for f in src.glob(pattern):
             if f.is_file() and not f.is_symlink():
-                shutil.copyfile(f, out / f.name)
+                try:
+                    copy_regular(f, out / f.name)
+                except NotRegular:
+                    continue  # replaced since the glob: skipped, like any link among the sources
+                sources.append(f.name)
     argv = ["make", "-s", "-C", str(k), f"M={out}", "modules", *compiler_vars(k)]
     if w1:
         argv.append("W=1")
@@ -215,10 +342,23 @@ def _build_module(src: Path, out: Path, k: Path, w1: bool, extra_cflags: str, ti
     status, log = runner(argv, out, timeout)
     log = log.replace(str(out) + "/", "")
     if status is None:
-        return ModuleBuild(False, log, timed_out=True)
-    build = ModuleBuild(status == 0, log, warnings=WARNING.findall(log), errors=ERROR.findall(log))
+        return ModuleBuild(False, log, timed_out=True, sources=sources)
+    # only diagnostics about the submission's files or the kernel's headers: a Kbuild can print lines of that shape
+    warnings = [w for w in WARNING.findall(log) if about(w.split(":", 1)[0], sources, trusted=_trusted())]
+    build = ModuleBuild(status == 0, log, warnings=[w[:MAX_LINE] for w in warnings], errors=ERROR.findall(log),
+                        sources=sources)
     if build.ok:
-        build.kos = {p.stem: p for p in sorted(out.glob("*.ko"))}
+        kos = sorted(out.glob("*.ko"))
+        bad = []
+        for ko in kos:
+            try:
+                os.close(open_regular(ko))
+            except NotRegular as e:
+                bad.append(f"{e} (the module must be the file kbuild links, not a link or anything else)")
+        if bad:
+            build.ok, build.errors = False, bad
+        else:
+            build.kos = {p.stem: p for p in kos}
     return build
 
 
@@ -314,7 +454,10 @@ def main() -> int:
         print(f"kmod: {e}", file=sys.stderr)
         return 1
     if not b.ok:
-        print(f"kmod: the module does not build:\n{b.summary()}", file=sys.stderr)
+        # your own build: all it printed (the grader shows only the diagnostics, summary())
+        refusals = [e for e in b.errors if e not in b.log]
+        shown = "\n".join([b.log.strip()] * (not b.timed_out) + refusals) or b.summary()
+        print(f"kmod: the module does not build:\n{shown}", file=sys.stderr)
         return 1
     for w in b.warnings:
         print(w)

@@ -150,9 +150,13 @@ def extract(archive: Path, dest: Path) -> None:
             raise Malformed(f"the tar archive cannot be unpacked ({_why(e)})")
 
 
-def _why(e: BaseException) -> str:
-    """An exception in a few words, without the scratch folder's path."""
+def _why(e: BaseException, entry: Path | None = None) -> str:
+    """An exception in a few words, without the scratch folder's path nor the class folder's (a path
+    inside the submission is shown from the submission's own name)."""
     text = str(e) or type(e).__name__
+    if entry is not None:
+        for where in {str(entry.parent), str(entry.parent.resolve())}:
+            text = text.replace(where.rstrip("/") + "/", "")
     return re.sub(r"/tmp/grade-all-[^/\s']+/x/?", "", text)[:200]
 
 
@@ -182,8 +186,8 @@ def grade_one(entry: Path, lab: int | None, repeat: int, student: str | None = N
     try:
         rec["fingerprint"] = fingerprint(entry)
     except (OSError, RuntimeError) as e:
-        rec.update(fingerprint="", status=f"malformed: cannot read it ({_why(e)})", score=0, max_score=0, labs={},
-                   report=f"Not graded: cannot read {entry.name} ({_why(e)})")
+        rec.update(fingerprint="", status=f"malformed: cannot read it ({_why(e, entry)})", score=0, max_score=0,
+                   labs={}, report=f"Not graded: cannot read {entry.name} ({_why(e, entry)})")
         return _inert_record(rec)
     work = Path(tempfile.mkdtemp(prefix="grade-all-"))
     try:
@@ -200,7 +204,7 @@ def grade_one(entry: Path, lab: int | None, repeat: int, student: str | None = N
         try:
             root = find_labs_root(top)
         except OSError as e:  # a link loop, a folder that cannot be read
-            raise Malformed(f"cannot read the submission ({_why(e)})")
+            raise Malformed(f"cannot read the submission ({_why(e, entry)})")
         s = run_grading(root, lab=lab, repeat=repeat, timeout=time_limit)
         labs: dict[str, list[int]] = {}
         for r in s.results:
@@ -217,8 +221,8 @@ def grade_one(entry: Path, lab: int | None, repeat: int, student: str | None = N
     except GradeError as e:
         rec.update(status=f"error: {e}".splitlines()[0], score=0, max_score=0, labs={}, report=str(e))
     except Exception as e:  # noqa: BLE001  (one submission's failure never stops the batch)
-        rec.update(status=f"malformed: could not unpack or grade it ({type(e).__name__}: {_why(e)})", score=0,
-                   max_score=0, labs={}, report=f"Not graded: {type(e).__name__}: {_why(e)}")
+        rec.update(status=f"malformed: could not unpack or grade it ({type(e).__name__}: {_why(e, entry)})",
+                   score=0, max_score=0, labs={}, report=f"Not graded: {type(e).__name__}: {_why(e, entry)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _inert_record(rec)

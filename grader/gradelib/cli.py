@@ -121,7 +121,11 @@ def safe_copy(src: Path, dst: Path) -> list[str]:
             p = Path(dirpath) / name
             st = os.lstat(p)
             if stat.S_ISLNK(st.st_mode):
-                target = p.resolve()
+                try:
+                    target = p.resolve()
+                except (RuntimeError, OSError):  # a loop (a -> b, b -> a): Python 3.11 raises RuntimeError
+                    warnings.append(f"skipped {rel / name}: a symbolic link that loops")
+                    continue
                 if not target.is_relative_to(root) or not target.is_file():
                     warnings.append(f"skipped {rel / name}: a link to outside the submission")
                     continue

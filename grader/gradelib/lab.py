@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ from .sandbox import Limits, clean_text
 
 GRADER = Path(__file__).resolve().parent.parent
 REPO = GRADER.parent
+if str(REPO) not in sys.path:  # vm/ (kmod: what of a build's output is shown) is at the top of the repository
+    sys.path.append(str(REPO))
+
+from vm.kmod import diagnostics  # noqa: E402
 
 # Every wait is a nominal time times timescale.scale(): the machine's speed, and the hostile corpus's
 # factor (grader/grade --time-scale 0.1), where every wait is expected to expire.
@@ -339,12 +344,21 @@ class LabBuild:
         ex = c.wait(timeout=120.0)
         if ex.timed_out:
             return BuildFailed(f"Compiling `{name}` did not finish within 120 s.")
+        if ex.killed_for or ex.flooded:
+            why = ex.killed_for or f"it printed more than {sandbox.OUTPUT_CAP // 1024} KiB"
+            return BuildFailed(f"Compiling `{name}` was stopped by the grader: {why}.")
         if ex.exitcode != 0 or not out.exists():
-            errs = _first_errors(clean_text(ex.stderr))
+            errs = self._diagnostics(clean_text(ex.stdout) + clean_text(ex.stderr))
             return BuildFailed(f"`{name}` ({', '.join(prog.sources)}) does not compile with the grader's flags "
                                f"({' '.join(CFLAGS)}). The compiler's first errors:\n{_indent(errs)}"
                                + build_hint(clean_text(ex.stderr)))
         return out
+
+    def _diagnostics(self, log: str) -> str:
+        """The compiler's first diagnostics about this lab's files (diagnostics(): nothing else it printed)."""
+        src = self.root / "src"
+        own = sorted(p.name for p in src.iterdir() if p.suffix in (".c", ".h")) if src.is_dir() else []
+        return diagnostics(log, own, folder=str(src), trusted=SYSTEM_HEADERS)
 
     # --- running -------------------------------------------------------------
     def _start(self, name: str, args: tuple[str, ...], env: dict[str, str] | None, preload: list[str],
@@ -406,10 +420,7 @@ def _base_env(home: Path) -> dict[str, str]:
     }
 
 
-def _first_errors(stderr: str, lines: int = 15) -> str:
-    keep = [ln for ln in stderr.splitlines() if ln.strip()]
-    first = next((i for i, ln in enumerate(keep) if "error" in ln), 0)
-    return "\n".join(keep[max(0, first - 2):first + lines]) or "(the compiler printed nothing)"
+SYSTEM_HEADERS = ("/usr/include/", "/usr/lib/gcc/")  # a diagnostic there is the compiler's, about the system
 
 
 # --- trusted helper libraries, built once per grading run ----------------------

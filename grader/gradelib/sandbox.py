@@ -71,7 +71,11 @@ NOBODY = 65534
 REPO = Path(__file__).resolve().parent.parent.parent
 # What the sandbox's root holds besides the program's own folders: the system, read-only.
 SYSTEM_DIRS = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
-TMP_SIZE = 64 << 20  # the private /tmp
+TMP_SIZE = 64 << 20  # the private /tmp and /dev/shm, each
+# A private tmpfs holds a little more than the disk limit, so that one filled to the brim is over it: the
+# watchdog then says so, instead of the program only seeing ENOSPC.
+TMPFS_SLACK = 1 << 20
+PRIVATE_TMP = ["/tmp", "/dev/shm"]  # tmpfs of the sandbox's own (the machine's memory): counted as its disk
 WATCH_PERIOD = 0.2  # seconds between two looks of the watchdog
 MAX_WATCHED_FILES = 20000  # more files than this in the writable folders: killed
 
@@ -117,12 +121,14 @@ def sandbox_user() -> tuple[str, int, int]:
 
 
 def _count_processes(uid: int) -> int:
+    """The tasks uid runs, as RLIMIT_NPROC counts them: every thread is one (QEMU, which runs as nobody,
+    has several)."""
     n = 0
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 if os.stat(f"/proc/{d}").st_uid == uid:
-                    n += 1
+                    n += len(os.listdir(f"/proc/{d}/task"))
             except OSError:
                 pass
     return n
@@ -343,8 +349,11 @@ class Contained:
             shown = [Path(x).resolve() for x in [*(readonly or []), *writable, cwd]]
             hides = _hide_args(shown)
             covered = [Path(hides[i + 1]) for i in range(0, len(hides), 2) if hides[i] == "--tmpfs"]
-            cmd = ["bwrap", *_namespaces(), *_root_binds(), "--dev", "/dev", "--proc", "/proc",
-                   "--perms", "1777", "--size", str(min(limits.disk, TMP_SIZE)), "--tmpfs", "/tmp", *hides]
+            tmpfs = str(min(limits.disk, TMP_SIZE) + TMPFS_SLACK)
+            cmd = ["bwrap", *_namespaces(), *_root_binds(), "--dev", "/dev", "--proc", "/proc"]
+            for d in PRIVATE_TMP:  # bounded: bwrap's /dev/shm would otherwise be a tmpfs as large as memory
+                cmd += ["--perms", "1777", "--size", tmpfs, "--tmpfs", d]
+            cmd += hides
             cmd += _parent_dirs(shown, covered)
             for r in readonly or []:
                 cmd += ["--ro-bind", str(r), str(r)]
@@ -356,6 +365,7 @@ class Contained:
             info_r, info_w = os.pipe()
             cmd = _keeper_prefix(info_w) + _user_prefix() + argv
         nproc_base = _count_processes(sandbox_uid())
+        self._nproc_limit = nproc_base + limits.processes  # RLIMIT_NPROC: the user's tasks, this program's and others'
 
         def preexec() -> None:
             os.setpgid(0, 0)
@@ -397,6 +407,7 @@ class Contained:
         self.err.start()
         self.result: Exit | None = None
         self.state_at_timeout: diagnose.ProcState | None = None
+        self._ns_pid = 0  # with bwrap: its process inside the namespace, whose root shows the private /tmp
         _live.add(self)
         self.pid = self._find_program_pid(info_r)
         # Without bwrap the program shares /tmp, /var/tmp and /dev/shm: what it makes there counts too.
@@ -414,6 +425,7 @@ class Contained:
             if not self._bwrap:
                 return int(info["program-pid"])
             reaper = int(info["child-pid"])
+            self._ns_pid = reaper
         except (ValueError, KeyError, TypeError):
             # bwrap or the keeper failed before it started the program: a setup problem, never the student's
             self.popen.wait()
@@ -436,18 +448,29 @@ class Contained:
         self._killed_for_flood = True
         self.kill_all()
 
-    # --- the watchdog: memory and disk of the whole tree ----------------
+    # --- the watchdog: memory, disk and processes of the whole tree ----------------
     def _watch(self) -> None:
+        own = 2 if self._bwrap else 1  # bwrap and its init, or the keeper: the sandbox's, not the program's
         while not self._watch_stop.wait(WATCH_PERIOD):
             if self.popen.poll() is not None:
                 return
             why = None
-            rss = tree_rss(self.popen.pid)
+            pids = tree_pids(self.popen.pid)  # also what called setsid(): it stays below bwrap or the keeper
+            rss = pids_rss(pids)
             if rss > self.limits.memory:
                 why = (f"its processes used more than {self.limits.memory >> 20} MiB of memory "
                        f"({rss >> 20} MiB resident)")
+            elif len(pids) - own >= self.limits.processes or (
+                    len(pids) - own >= self.limits.processes // 2
+                    and _count_processes(sandbox_uid()) >= self._nproc_limit):
+                # fork() fails with EAGAIN at RLIMIT_NPROC, which the program may ignore and loop on; the
+                # limit counts the user's other tasks too (another sandbox's, QEMU's threads as nobody)
+                why = (f"it started as many processes as it may run at once (the limit of {self.limits.processes} "
+                       f"processes): a fork loop?")
             else:
-                used, files = disk_usage(self.writable + self._shared_new(), MAX_WATCHED_FILES)
+                used, files = disk_usage(self.writable + self._shared_new(MAX_WATCHED_FILES + 1), MAX_WATCHED_FILES)
+                tmp_used, tmp_files = self._private_tmp_usage()
+                used, files = used + tmp_used, files + tmp_files
                 if used > self.limits.disk:
                     why = f"it wrote more than {self.limits.disk >> 20} MiB to disk"
                 elif files > MAX_WATCHED_FILES:
@@ -457,11 +480,25 @@ class Contained:
                 self.kill_all()
                 return
 
-    def _shared_new(self) -> list[Path]:
+    def _private_tmp_usage(self) -> tuple[int, int]:
+        """(bytes, files) in the sandbox's own /tmp and /dev/shm (with bwrap: tmpfs seen through its root)."""
+        used = files = 0
+        if not self._ns_pid:
+            return 0, 0
+        for d in PRIVATE_TMP:
+            try:
+                st = os.statvfs(f"/proc/{self._ns_pid}/root{d}")
+            except OSError:
+                continue
+            used += (st.f_blocks - st.f_bfree) * st.f_frsize
+            files += max(0, st.f_files - st.f_ffree - 1)  # the folder itself is not the program's
+        return used, files
+
+    def _shared_new(self, limit: int | None = None) -> list[Path]:
         """What the program made in the shared temporary folders (only without bwrap)."""
         if self._bwrap:
             return []
-        return [e for e in shared_tmp_entries(sandbox_uid()) if e not in self._shared_before]
+        return shared_tmp_entries(sandbox_uid(), skip=self._shared_before, limit=limit)
 
     # --- interaction -----------------------------------------------------
     def send(self, data: bytes) -> bool:
@@ -637,9 +674,14 @@ def tree_pids(root: int, limit: int = 4096) -> list[int]:
 
 def tree_rss(root: int) -> int:
     """Bytes resident in the process tree under root (the sandbox's own bwrap processes included)."""
+    return pids_rss(tree_pids(root))
+
+
+def pids_rss(pids: list[int]) -> int:
+    """Bytes resident in these processes."""
     page = os.sysconf("SC_PAGE_SIZE")
     total = 0
-    for p in tree_pids(root):
+    for p in pids:
         try:
             total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page
         except (OSError, IndexError, ValueError):
@@ -650,18 +692,22 @@ def tree_rss(root: int) -> int:
 SHARED_TMP = ["/tmp", "/var/tmp", "/dev/shm"]
 
 
-def shared_tmp_entries(uid: int) -> list[Path]:
-    """The entries at the top of the world-writable temporary folders that belong to uid."""
-    found = []
+def shared_tmp_entries(uid: int, skip: set[Path] | None = None, limit: int | None = None) -> list[Path]:
+    """The entries at the top of the world-writable temporary folders that belong to uid (but those in
+    `skip`), at most `limit` of them: a program that makes a million files in /tmp must not make each of
+    the watchdog's looks as slow as the files are many."""
+    found: list[Path] = []
     for d in SHARED_TMP:
         try:
             with os.scandir(d) as it:
                 for e in it:
                     try:
-                        if e.stat(follow_symlinks=False).st_uid == uid:
+                        if e.stat(follow_symlinks=False).st_uid == uid and (skip is None or Path(e.path) not in skip):
                             found.append(Path(e.path))
                     except OSError:
                         pass
+                    if limit is not None and len(found) >= limit:
+                        return found
         except OSError:
             pass
     return found

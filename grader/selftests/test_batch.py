@@ -65,6 +65,11 @@ def klass(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "quentin").mkdir()                                                        # a link to itself
     (d / "quentin" / lab).symlink_to(d / "quentin" / lab)
     (d / "quentin" / "loop").symlink_to("loop")
+    lena = d / "lena" / lab                                                        # link loops inside a lab folder
+    shutil.copytree(REPO / "solutions" / lab, lena)
+    (lena / "loop").symlink_to(".")
+    (lena / "a").symlink_to("b")
+    (lena / "b").symlink_to("a")
     with tarfile.open(d / "rupert.tar.gz", "w:gz") as tf:                          # a file where a folder must go
         for name in (lab, f"{lab}/worker.c"):
             ti = tarfile.TarInfo(name)
@@ -163,6 +168,18 @@ def test_a_link_out_of_a_folder_submission_is_not_followed(graded) -> None:
     row = _book(out)["peggy"]
     assert row["status"] == "graded" and row["score"] == "0", row
     assert "link to outside" in (out / "reports" / "peggy.txt").read_text()
+
+
+def test_link_loops_in_a_lab_folder_are_skipped_and_the_rest_is_graded(klass: Path, graded) -> None:
+    out = graded[0]
+    row = _book(out)["lena"]
+    assert row["status"] == "graded" and int(row["score"]) == int(row["max_score"]) > 0, row
+    report = (out / "reports" / "lena.txt").read_text()
+    for name in ("loop", "a", "b"):
+        assert f"01-signal/{name}" in report, report[:2000]  # each skipped link is named
+    assert "loops" in report, report[:2000]
+    for text in ((out / "gradebook.csv").read_text(), report):
+        assert str(klass) not in text and str(klass.resolve()) not in text, "a host path is shown"
 
 
 def test_nothing_escapes_from_archives(klass: Path, graded) -> None:

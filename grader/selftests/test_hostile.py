@@ -55,6 +55,9 @@ HOST_CASES = {
     "peek": r"exited with status 1",
     "exec_hog": r"more than 1024 MiB of memory",
     "disk_filler": r"wrote more than 64 MiB to disk",
+    "disk_filler_shm": r"wrote more than 64 MiB to disk",
+    "tmp_files": r"created more than \d+ files",
+    "forkbomb_setsid": r"limit of \d+ processes",
 }
 SECRET = "hostile-secret-5f3a9c"  # in a file only its owner may read: must never reach a report
 # Control characters a report may not carry: they could redraw the student's terminal.
