@@ -77,6 +77,7 @@ TMP_SIZE = 64 << 20  # the private /tmp and /dev/shm, each
 TMPFS_SLACK = 1 << 20
 PRIVATE_TMP = ["/tmp", "/dev/shm"]  # tmpfs of the sandbox's own (the machine's memory): counted as its disk
 WATCH_PERIOD = 0.2  # seconds between two looks of the watchdog
+CONCURRENT_TASKS = 256  # room under RLIMIT_NPROC for the sandbox user's other tasks started meanwhile
 MAX_WATCHED_FILES = 20000  # more files than this in the writable folders: killed
 
 
@@ -365,13 +366,16 @@ class Contained:
             info_r, info_w = os.pipe()
             cmd = _keeper_prefix(info_w) + _user_prefix() + argv
         nproc_base = _count_processes(sandbox_uid())
-        self._nproc_limit = nproc_base + limits.processes  # RLIMIT_NPROC: the user's tasks, this program's and others'
+        # RLIMIT_NPROC counts the user's tasks, this program's and others': gradings side by side (labs in
+        # make grade, the proof in make test) grow after this count was taken, so the limit leaves them room;
+        # the watchdog holds this program's own tree to limits.processes
+        self._nproc_limit = nproc_base + limits.processes + CONCURRENT_TASKS
 
         def preexec() -> None:
             os.setpgid(0, 0)
             lim = [
                 (resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1),
-                (resource.RLIMIT_NPROC, nproc_base + limits.processes, nproc_base + limits.processes),
+                (resource.RLIMIT_NPROC, self._nproc_limit, self._nproc_limit),
                 (resource.RLIMIT_FSIZE, limits.file_size, limits.file_size),
                 (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
                 (resource.RLIMIT_CORE, 0, 0),
