@@ -600,9 +600,9 @@ class VmLab:
             f"case \"$alive \" in *\" $cg:$(sid $q) \"*) continue;; esac; "
             f"read -r c < /proc/$q/comm 2>/dev/null; echo \"outlived $q $cg $c\"; done; "
             f"for g in {cgroups}; do echo 1 > $g/cgroup.kill; done 2>/dev/null; "
-            f"for p in {helpers} $(users); do kill -KILL $p 2>/dev/null; done; i=0; "
-            f"while [ $i -lt 100 ]; do left=''; for p in {helpers} $(users); do "
-            f"[ -d /proc/$p ] && [ \"$(sed 's/.*) //' /proc/$p/stat | cut -c1)\" != Z ] && left=\"$left $p\"; "
+            f"pids=\"{helpers} $(users)\"; for p in $pids; do kill -KILL $p 2>/dev/null; done; i=0; "
+            f"while [ $i -lt 100 ]; do left=''; for p in $pids; do "
+            f"read -r l < /proc/$p/stat 2>/dev/null && s=${{l##*) }} && [ \"${{s%% *}}\" != Z ] && left=\"$left $p\"; "
             f"done; [ -z \"$left\" ] && break; usleep 20000; i=$((i+1)); done; "
             f"for g in {cgroups}; do rmdir $g 2>/dev/null; done; [ -z \"$left\" ] && exit 0; "
             f"for p in $left; do echo \"pid $p ($(cat /proc/$p/comm)) in $(cat /proc/$p/wchan): "
@@ -934,7 +934,7 @@ class VmLab:
         inner = shlex.quote(f"echo $$ > {base}.pid; exec {argv}")
         # The status file appears when the program ends (128+N when signal N killed it), whole: written
         # under another name and renamed, so a reader never finds it created but still empty.
-        cmd = (f"umask 077; {prep}( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.st; "
+        cmd = (f"{prep}( sh -c {inner} > {base}.out 2>&1 < /dev/null; echo $? > {base}.st; "
                f"mv {base}.st {base}.status ) "
                f">/dev/null 2>&1 </dev/null & "
                f"while [ ! -s {base}.pid ]; do usleep 5000; done; cat {base}.pid")
@@ -950,8 +950,8 @@ class VmLab:
     def _student_setup(self) -> bool:
         """Once per boot, before the first student program: the cgroup2 hierarchy the programs run in (False
         when the kernel has none: then only the sweep by uid in _stop_programs() finds what they left), and
-        the run folder closed to them: they may pass through it to their own folder, but not list it, and
-        its files are made root's alone (spawn(): umask 077; runas gives the program the usual 022)."""
+        the run folder closed to listing: they may pass through it to their own folder, but not list it
+        (a file in it can still be read by its name)."""
         assert self.m is not None
         if self._setup_for is not self.m:
             r = self.m.run(f"chmod 711 {RUNS}; grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || "
