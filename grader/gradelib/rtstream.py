@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from .vmlab import GuestProc, VmLab
+from .vmlab import GuestProc, VmLab, quote
 from .witness import SignalCount
 
 SIGNAL = re.compile(r"^signal (\d+): fd (-?\d+) (\S+) band (\S+)(?: \((.*)\))?$")
@@ -39,7 +39,7 @@ WhyNoSignal = Callable[[VmLab, GuestProc, str], str]
 
 def fifo(w: GuestProc) -> str:
     """The program's notes FIFO (it runs in a folder of its own, where it makes `notes`)."""
-    return f"{w.base}.d/notes"
+    return f"{w.cwd}/notes"
 
 
 def fd_of(vm: VmLab, w: GuestProc, path: str) -> int:
@@ -53,20 +53,33 @@ def fd_of(vm: VmLab, w: GuestProc, path: str) -> int:
 def writer(vm: VmLab, w: GuestProc) -> GuestProc:
     """The grader's writer of the program's notes FIFO: one `note K` line per SIGUSR1 (one write(2))."""
     n = vm.spawn("rtprobe", "notes", fifo(w), helper=True)
-    if n.expect(r"^(open|no-reader|open-error)") != "open":
+    got = n.expect(r"^(open|no-reader|open-error)")
+    if got.startswith("open-error"):
+        vm.fail(w.explain(refused(w, got)))
+    if got != "open":
         vm.fail(w.explain(f"{w.name} does not have its FIFO `notes` open for reading (the grader's writer found "
                           "no reader)."))
     n.reader = w  # type: ignore[attr-defined]  # whose end of the FIFO it writes to (note() names it)
     return n
 
 
+def refused(w: GuestProc, line: str) -> str:
+    """The message for the writer's `open-error ...` line: it opens only a FIFO, and follows no link."""
+    why = line[len("open-error "):].strip()
+    return (f"The grader's writer (root) did not open `notes` in {w.name}'s folder: {why}. It writes only into a "
+            "FIFO, and never through a symbolic link: make `notes` with mkfifo(3) and leave it there.")
+
+
 def note(n: GuestProc) -> None:
     """One note written to the FIFO. When the writer cannot (SIGPIPE: the reader is gone), the cause is the
     reader's end, and the message is about the reader."""
     n.signal("USR1")
-    if n.expect(r"^(wrote [0-9]+|no-reader|write-error.*)$", fail=False):
-        return
+    got = n.expect(r"^(wrote [0-9]+|no-reader|write-error.*|open-error.*)$", fail=False)
     w: GuestProc | None = getattr(n, "reader", None)
+    if got.startswith("open-error") and w is not None:
+        n.vm.fail(w.explain(refused(w, got)))
+    if got:
+        return
     if w is not None and w.status() is not None:
         n.vm.fail(w.explain(f"The grader's writer could not write a note: {w.name}, which reads the FIFO, had "
                             "already ended."))
@@ -133,7 +146,8 @@ def signal_line(vm: VmLab, w: GuestProc, path: str, what: str, why: WhyNoSignal,
                           + why(vm, w, path)))
     m = SIGNAL.match(line)
     if not m:
-        vm.fail(w.explain(f"{what}: {w.name} printed `{line}`; expected `signal N: fd F CODE band 0xB (SOURCE)`."))
+        vm.fail(w.explain(f"{what}: {w.name} printed the line\n{quote(line)}\n  expected `signal N: fd F CODE band 0xB "
+                          "(SOURCE)`."))
     return m
 
 
@@ -156,7 +170,7 @@ def expect_signal(vm: VmLab, w: GuestProc, m: re.Match[str], n: int | None, fd: 
             why.append("find the source by its fd and name it")
         if n is not None and m.group(1) != str(n):
             why.append(f"number the signals main handles 1, 2, 3...: this is {n}")
-        vm.fail(w.explain(f"{what}: {w.name} printed `{m.group(0)}`, expected `{want}`"
+        vm.fail(w.explain(f"{what}: {w.name} printed the line\n{quote(m.group(0))}\n  expected `{want}`"
                           + (" (" + "; ".join(why) + ")" if why else "") + "."))
 
 

@@ -69,6 +69,10 @@ from vm.machine import CmdResult, CommandTimeout, Machine, VMError, find_oops  #
 GUEST_LAB = "/lab"
 GUEST_GRADER = "/lab/.grader"  # the grader's own programs and libraries: root's, read-only to students
 RUNS = "/tmp/runs"  # background programs' output, pid and status files (root's)
+CGROUPS = "/sys/fs/cgroup/wb"  # a cgroup (v2) per student program: killed whole, daemons included
+SIGSAFE_END = "sigsafe-log: end"  # runas -s: the log's reader saw the last writer close the pipe
+SIGSAFE_CLOSED = "sigsafe-log: closed while the program ran"  # ... while the program still ran
+SIGSAFE_STARTED = "sigsafe-log: started"  # the checker's first line, when it found the pipe
 GUEST_SRC = GRADER / "guest"  # the grader's guest programs, one .c file each
 REFERENCES = GRADER / "reference"  # earlier labs' drivers, generated from their solutions
 HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror"]
@@ -135,6 +139,12 @@ class VmLabSpec(LabSpec):
         return f"{self.module or 'button_driver'}_ref"
 
 
+def quote(text: str) -> str:
+    """What a program printed, for a message: each line behind the quote marker `    | `, never where the
+    grader's or the kernel's own lines go (a program may print a line that looks like the witness's)."""
+    return _indent(text) if text else "    | (nothing)"
+
+
 class GuestProc:
     """A program running in the background in the VM, its output in a file."""
 
@@ -148,6 +158,9 @@ class GuestProc:
         self.sigsafe_log = sigsafe_log
         self.pid = pid  # the program's pid in the VM (the witness records by pid)
         self.line = 0  # output lines consumed by expect()
+        self.cwd = f"{base}.d"  # the student's program runs in this folder of its own
+        self.cgroup = ""  # the student's program's cgroup (every process it makes), when the VM has cgroup2
+        self.unchecked = ""  # when the checker was found missing from the running program (signal())
 
     @property
     def out(self) -> str:
@@ -182,12 +195,38 @@ class GuestProc:
             return f"`{self.what}` was killed by {signame(sig)}" + (f" ({hint})" if hint else "")
         return f"`{self.what}` exited with status {status}"
 
-    def sigsafe(self, errno_findings: bool = False) -> list[str]:
-        """The checker's calls from handlers to unsafe functions (or the handlers that changed errno)."""
+    def _sigsafe_log(self) -> tuple[list[str], list[str], str]:
+        """The checker's log: (calls, errno findings, why the checker cannot be trusted in this run or "").
+        The log comes through a pipe to a process of root's (runas -s), which says when the program closed
+        it while it ran; the checker says it started. Once the program has ended, the log is read when its
+        reader has seen the end (a second at most: a daemon may hold the pipe)."""
         if not self.sigsafe_log:
-            return []
-        r = self.vm.run(f"cat {self.sigsafe_log} 2>/dev/null", timeout=10, what="reading the sigsafe log")
-        return split_sigsafe(clean_text(r.stdout.encode()))[errno_findings]
+            return [], [], ""
+        wait = (f"i=0; while [ $i -lt 100 ] && ! grep -q '^{SIGSAFE_END}$' {self.sigsafe_log}; do usleep 10000; "
+                f"i=$((i+1)); done; " if self.status() is not None else "")
+        r = self.vm.run(f"{wait}cat {self.sigsafe_log} 2>/dev/null", timeout=10, what="reading the sigsafe log")
+        text = clean_text(r.stdout.encode())
+        lines = text.splitlines()
+        calls, errnos = split_sigsafe("\n".join(ln for ln in lines if not ln.startswith("sigsafe-log: ")))
+        why = ""
+        if SIGSAFE_CLOSED in lines:
+            why = ("the program closed the checker's log while it ran (it closed a descriptor it did not open, or "
+                   "exec'd a program)")
+        elif self.unchecked:
+            why = f"the checker's library was no longer loaded in the program {self.unchecked}"
+        elif SIGSAFE_STARTED not in lines:
+            why = "the checker never said it had started in the program"
+        return calls, errnos, why
+
+    def sigsafe(self, errno_findings: bool = False) -> list[str]:
+        """The checker's calls from handlers to unsafe functions (or the handlers that changed errno).  A run the
+        checker could not watch to its end fails the test: it was switched off, and its silence means nothing."""
+        calls, errnos, why = self._sigsafe_log()
+        if why:
+            self.vm.fail(self.explain(f"The async-signal-safety checker did not watch `{self.what}` to its end: "
+                                      f"{why}. Its silence proves nothing, so this test fails. A program must "
+                                      "leave the descriptors it did not open alone, and not exec."))
+        return errnos if errno_findings else calls
 
     def explain(self, msg: str) -> str:
         """msg, then what the program did: how it ended, its output, the checker's findings."""
@@ -201,7 +240,7 @@ class GuestProc:
                 parts.append(f"  Its output (last lines):\n{_indent(tail)}")
             else:
                 parts.append("  It printed nothing.")
-            found = self.sigsafe()
+            found, _, _ = self._sigsafe_log()
             if found:
                 parts.append("  The async-signal-safety checker reported:\n" + _indent("\n".join(found)))
         except pytest.fail.Exception:
@@ -238,11 +277,18 @@ class GuestProc:
         """Send SIG (a name: "INT", "USR1") to the program, which must still be running: a process
         that has ended ignores signals silently, so the output it printed before this moment does
         not count as its reaction (expect() looks after it)."""
+        # With the checker: is it still loaded (a program that exec'd itself without it is not watched)?
+        mapped = (f"grep -q ' {GUEST_GRADER}/libsigsafe.so$' /proc/$p/maps || echo unchecked; "
+                  if self.sigsafe_log else "")
         r = self.vm.run(
             f"p=$(cat {self.base}.pid); st=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -c1); "
-            f"if [ -e {self.base}.status ] || [ -z \"$st\" ] || [ \"$st\" = Z ]; then exit 3; fi; "
+            f"if [ -e {self.base}.status ] || [ -z \"$st\" ] || [ \"$st\" = Z ]; then exit 3; fi; {mapped}"
             f"n=$(wc -l < {self.out}); kill -{sig} $p && echo $n", timeout=10, what=f"kill -{sig}")
-        if r.status == 3 or not r.stdout.strip().isdigit():
+        out = r.stdout
+        if r.status == 0 and out.startswith("unchecked\n"):
+            self.unchecked = self.unchecked or f"when the grader sent SIG{sig}"
+            out = out[len("unchecked\n"):]
+        if r.status == 3 or not out.strip().isdigit():
             if self.helper:
                 self.vm.fail(self.explain(f"The grader's `{self.what}` had ended before it could be sent SIG{sig}: "
                                           "what it printed says why."))
@@ -250,7 +296,7 @@ class GuestProc:
                 f"The grader was about to send SIG{sig} to `{self.what}`, but it had already ended: the program "
                 f"must keep running until the signal comes (whatever it printed before the signal does not count "
                 f"as its reaction)."))
-        self.line = max(self.line, int(r.stdout.strip()))
+        self.line = max(self.line, int(out.strip()))
 
     def wait_exit(self, timeout: float = 5.0) -> int | None:
         """Wait for the program to end; its status (128+N: signal N), or None if it is still running."""
@@ -329,6 +375,9 @@ class VmLab:
         self._driver: tuple[str, str] | None = None  # use_driver(): (module, parameters) loaded
         self._irq_base = 0  # the IRQ's count in /proc/interrupts when use_driver() loaded it
         self.module_error = ""  # the student's module did not build (a lab with a reference goes on)
+        self._setup_for: Machine | None = None  # the VM _student_setup() prepared
+        self._cgroups = False  # that VM has cgroup2 with cgroup.kill: each student program gets a cgroup
+        self.outlived = ""  # the processes of this test's programs that outlived them (end() fails the test)
 
     # --- setting up --------------------------------------------------------
     def setup(self) -> None:
@@ -550,21 +599,67 @@ class VmLab:
                 self._check_taint(RELOADED)  # a WARN in remove(), exit, init or probe() is this test's
         if not self.restart_why and not self.broken:
             self._check_helpers()
+        if self.outlived:
+            why, self.outlived = self.outlived, ""
+            pytest.fail(why[:1].upper() + why[1:], pytrace=False)
 
     def _stop_programs(self) -> str:
-        """SIGKILL what the test started and wait until it is gone; what could not be killed, described."""
-        pids = " ".join(f"$(cat {p.base}.pid 2>/dev/null)" for p in self._procs)
-        self._procs.clear()
-        if not pids:
+        """Kill what the test started and wait until it is gone: the grader's helpers by pid; the student's
+        programs by cgroup (cgroup.kill: every process a program made, a double-forked daemon in a session
+        of its own included) and, as a backstop, every process of the user `student`, so that the next test
+        starts with none.  A process of a program that had ended, or in a session of its own, still running
+        when the test ended, is noted in self.outlived (end() fails the test with it); what could not be
+        killed is described (the return value)."""
+        procs, self._procs = self._procs, []
+        self.outlived = ""
+        student = [p for p in procs if not p.helper]
+        helpers = " ".join(f"$(cat {p.base}.pid 2>/dev/null)" for p in procs if p.helper)
+        if not procs:
             return ""
-        r = self.m.run(f"for p in {pids}; do kill -KILL $p 2>/dev/null; done; i=0; "
-                       f"while [ $i -lt 100 ]; do left=''; for p in {pids}; do "
-                       f"[ -d /proc/$p ] && [ \"$(sed 's/.*) //' /proc/$p/stat | cut -c1)\" != Z ] && left=\"$left $p\"; "
-                       f"done; [ -z \"$left\" ] && exit 0; usleep 20000; i=$((i+1)); done; "
-                       f"for p in $left; do echo \"pid $p ($(cat /proc/$p/comm)) in $(cat /proc/$p/wchan): "
-                       f"$(head -n 3 /proc/$p/stack | tr '\\n' ' ')\"; done; exit 1",
-                       timeout=15)
-        return "" if r.ok else (r.stdout.strip() or "a program did not die")
+        # The programs still running, as CGROUP:SESSION: a process in the cgroup and session of one of them is
+        # part of it; one in a session of its own (setsid) or left by a program that ended outlived the test.
+        # (Without cgroup2 every process is in "/": the session alone tells.)
+        alive = "".join(f"[ -e {p.base}.status ] || alive=\"$alive {p.cgroup[len('/sys/fs/cgroup'):] or '/'}:"
+                        f"$(sid $(cat {p.base}.pid))\"; " for p in student)
+        # Only shell builtins per process (a fork and exec costs milliseconds under TCG).
+        users = (f"users() {{ for f in $(grep -l '^Uid:[[:space:]]*{STUDENT_UID}[[:space:]]' /proc/[0-9]*/status "
+                 "2>/dev/null); do q=${f#/proc/}; q=${q%/status}; read -r l < /proc/$q/stat 2>/dev/null || continue; "
+                 "s=${l##*) }; [ \"${s%% *}\" = Z ] || echo $q; done; }; "
+                 "sid() { read -r l < /proc/$1/stat 2>/dev/null || return; s=${l##*) }; set -- $s; echo $4; }; ")
+        cgroups = " ".join(p.cgroup for p in student if p.cgroup)
+        script = (
+            f"{users}alive=''; {alive}"
+            f"for q in $(users); do read -r cg < /proc/$q/cgroup 2>/dev/null; cg=${{cg#0::}}; "
+            f"case \"$alive \" in *\" $cg:$(sid $q) \"*) continue;; esac; "
+            f"read -r c < /proc/$q/comm 2>/dev/null; echo \"outlived $q $cg $c\"; done; "
+            f"for g in {cgroups}; do echo 1 > $g/cgroup.kill; done 2>/dev/null; "
+            f"pids=\"{helpers} $(users)\"; for p in $pids; do kill -KILL $p 2>/dev/null; done; i=0; "
+            f"while [ $i -lt 100 ]; do left=''; for p in $pids; do "
+            f"read -r l < /proc/$p/stat 2>/dev/null && s=${{l##*) }} && [ \"${{s%% *}}\" != Z ] && left=\"$left $p\"; "
+            f"done; [ -z \"$left\" ] && break; usleep 20000; i=$((i+1)); done; "
+            f"for g in {cgroups}; do rmdir $g 2>/dev/null; done; [ -z \"$left\" ] && exit 0; "
+            f"for p in $left; do echo \"pid $p ($(cat /proc/$p/comm)) in $(cat /proc/$p/wchan): "
+            f"$(head -n 3 /proc/$p/stack | tr '\\n' ' ')\"; done; exit 1")
+        r = self.m.run(script, timeout=15)
+        found = []
+        by_cgroup = {p.cgroup[len("/sys/fs/cgroup"):]: p for p in student if p.cgroup}
+        for line in r.stdout.splitlines():
+            if not line.startswith("outlived "):
+                continue
+            _, pid, cg, *comm = line.split(" ")
+            owner = by_cgroup.get(cg)
+            whose = f"the program `{owner.what}`" if owner else "the user student (in no program's cgroup)"
+            found.append((whose, f"pid {pid} ({clean_text(' '.join(comm).encode())[:32]})"))
+        if found:
+            self.outlived = (f"a process of {found[0][0]}, {found[0][1]}, outlived the test"
+                             + (f" (and {len(found) - 1} more: " + "; ".join(f[1] for f in found[1:4]) + ")"
+                                if len(found) > 1 else "")
+                             + ": it was still running when the test ended, after the program had ended or in a "
+                             "session of its own (a child not waited for, or a daemon: a double fork and setsid()). "
+                             "The grader killed it, so the next test starts clean; a program's processes must end "
+                             "with it.")
+        stuck = "\n".join(ln for ln in r.stdout.splitlines() if ln.startswith("pid "))
+        return "" if r.ok else (stuck or "a program did not die")
 
     @staticmethod
     def taint_names(value: int) -> list[str]:
@@ -912,26 +1007,35 @@ class VmLab:
         self._runs += 1
         base = f"{RUNS}/{self._runs:03d}-{name}"
         log = None
+        cgroup = ""
         if helper:  # the grader's own programs run as root, out of the student programs' reach
             argv = " ".join(shlex.quote(a) for a in (exe, *args))
             prep = ""
         else:  # the student's, as the unprivileged user `student`, in a folder of its own
+            cgroups = self._student_setup()
             preload = [f"{GUEST_GRADER}/{h}.so" for h in preload or ()]
             envs = [f"{k}={v}" for k, v in (env or {}).items()]
+            opts: list[str] = []
             if sigsafe and self.has_sigsafe:
+                # The checker's log: a pipe on a descriptor it finds and hides, read by root (runas -s), not a
+                # file the program could empty; it takes LD_PRELOAD out of the program's environment.
                 log = f"{base}.sigsafe"
                 preload.insert(0, f"{GUEST_GRADER}/libsigsafe.so")
-                envs.append(f"SIGSAFE_LOG={log}")
+                opts += ["-s", log]
             if preload:
                 envs.append("LD_PRELOAD=" + " ".join(preload))
-            opts = [a for e in envs for a in ("-e", e)]
+            opts += [a for e in envs for a in ("-e", e)]
             if sigpending is not None:
                 opts += ["-l", f"sigpending={sigpending}"]
-            argv = " ".join(shlex.quote(a) for a in (f"{GUEST_GRADER}/runas", *opts, "-d", f"{base}.d", "--",
-                                                     exe, *args))
-            # the checker's log is made here, owned by the student, in root's folder: no link can replace it
-            prep = (f"mkdir {base}.d && chown {STUDENT_UID}:{STUDENT_UID} {base}.d && "
-                    + (f"touch {log} && chown {STUDENT_UID} {log} && " if log else ""))
+            if cgroups:
+                cgroup = f"{CGROUPS}/{self._runs:03d}"
+                opts += ["-c", cgroup]
+            # As the student would start it: ./NAME, in the folder that holds it (a copy, root's).
+            argv = " ".join(shlex.quote(a) for a in (f"{GUEST_GRADER}/runas", *opts, "-d", f"{base}.d",
+                                                     "-a", f"./{name}", "--", f"{base}.d/{name}", *args))
+            prep = (f"mkdir {base}.d && cp {exe} {base}.d/{name} && chmod 755 {base}.d/{name} && "
+                    f"chown {STUDENT_UID}:{STUDENT_UID} {base}.d && "
+                    + (f"mkdir {cgroup} && " if cgroup else ""))
         inner = shlex.quote(f"echo $$ > {base}.pid; exec {argv}")
         # The status file appears when the program ends (128+N when signal N killed it), whole: written
         # under another name and renamed, so a reader never finds it created but still empty.
@@ -944,8 +1048,23 @@ class VmLab:
         if not r.ok or not r.stdout.strip().isdigit():
             self.fail(f"`{what}` could not be started in the VM")
         p = GuestProc(self, name, what, base, log, helper, int(r.stdout.strip()))
+        p.cgroup = cgroup
         self._procs.append(p)
         return p
+
+    def _student_setup(self) -> bool:
+        """Once per boot, before the first student program: the cgroup2 hierarchy the programs run in (False
+        when the kernel has none: then only the sweep by uid in _stop_programs() finds what they left), and
+        the run folder closed to listing: they may pass through it to their own folder, but not list it
+        (a file in it can still be read by its name)."""
+        assert self.m is not None
+        if self._setup_for is not self.m:
+            r = self.m.run(f"chmod 711 {RUNS}; grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || "
+                           f"mount -t cgroup2 cgroup2 /sys/fs/cgroup && mkdir -p {CGROUPS} && "
+                           f"test -e {CGROUPS}/cgroup.kill", timeout=10)
+            self._setup_for = self.m
+            self._cgroups = r.ok
+        return self._cgroups
 
     def button(self, action: str, timeout: float = 10.0) -> None:
         """`button ACTION` (press, release, click, burst N US): returns when the interrupts were delivered."""

@@ -82,7 +82,9 @@ class Record:
         to say (no signal at all, unless show_empty)."""
         out = []
         for pid, proc in sorted(self.procs.items()):
-            name = names.get(pid, proc.comm)
+            # A process the test did not start is named by its comm, which the program chose (prctl): on one
+            # line, quoted, so that it cannot pass for a line of the record.
+            name = names.get(pid) or "a process named " + repr(proc.comm)
             if proc.signals:
                 out.append(f"    {name} (pid {pid}):")
                 out.extend(f"      {c.line}" for c in proc.signals.values())

@@ -45,7 +45,9 @@
                            E events the driver recorded: the last seq read
                            minus the first, plus one)
    rtprobe notes FIFO      open FIFO for writing (O_NONBLOCK: a FIFO with
-                           no reader fails with ENXIO, "no-reader"), print
+                           no reader fails with ENXIO, "no-reader"; a
+                           symbolic link or anything but a FIFO is refused,
+                           "open-error PATH is a symbolic link, ..."), print
                            "open"; each SIGUSR1 writes the next line "note
                            K" with one write(2) (reopening the FIFO if it
                            was closed) and prints "wrote K"; SIGUSR2 closes
@@ -69,6 +71,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -308,16 +311,48 @@ static int mode_count(const char *path)
     return 0;
 }
 
+/* Open the notes FIFO for writing, as root, in a folder the student's program
+   owns: no symbolic link is followed (O_NOFOLLOW, checked first on an O_PATH
+   descriptor, which opens nothing), and only a FIFO is opened (a hard link to
+   a file of root's would otherwise be written).  -1 with the reason printed. */
+static int open_notes(const char *path)
+{
+    struct stat st;
+    char proc[64];
+    int fd, pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+    if (pfd == -1) {
+        out("open-error %s\n", strerror(errno));
+        return -1;
+    }
+    if (fstat(pfd, &st) == -1) {
+        out("open-error %s\n", strerror(errno));
+        close(pfd);
+        return -1;
+    }
+    if (S_ISLNK(st.st_mode) || !S_ISFIFO(st.st_mode)) {
+        out("open-error %s is %s, not a FIFO: refused\n", path,
+            S_ISLNK(st.st_mode) ? "a symbolic link" : S_ISREG(st.st_mode) ? "a regular file" : "not a FIFO");
+        close(pfd);
+        return -1;
+    }
+    /* The very FIFO checked, reopened for writing through its descriptor. */
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+    fd = open(proc, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd == -1)
+        out(errno == ENXIO ? "no-reader\n" : "open-error %s\n", strerror(errno));
+    close(pfd);
+    return fd;
+}
+
 static int mode_notes(const char *path)
 {
     sigset_t set = block(SIGUSR1, SIGUSR2, SIGTERM, 0);
-    int fd = open(path, O_WRONLY | O_NONBLOCK), k = 0;
+    int fd = open_notes(path), k = 0;
     siginfo_t si;
 
-    if (fd == -1) {
-        out(errno == ENXIO ? "no-reader\n" : "open-error %s\n", strerror(errno));
+    if (fd == -1)
         return 2;
-    }
     out("open\n");
     for (;;) {
         int sig = sigwaitinfo(&set, &si);
@@ -325,10 +360,8 @@ static int mode_notes(const char *path)
         int len;
 
         if (sig == SIGUSR1) {
-            if (fd == -1 && (fd = open(path, O_WRONLY | O_NONBLOCK)) == -1) {
-                out(errno == ENXIO ? "no-reader\n" : "open-error %s\n", strerror(errno));
+            if (fd == -1 && (fd = open_notes(path)) == -1)
                 continue;
-            }
             len = snprintf(line, sizeof(line), "note %d\n", ++k);
             if (write(fd, line, len) != len)
                 out("write-error %s\n", strerror(errno));

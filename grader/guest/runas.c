@@ -15,26 +15,50 @@
    starts it nor this helper are affected:
 
        -e NAME=VALUE     put NAME=VALUE in the program's environment
-                         (LD_PRELOAD, SIGSAFE_LOG: set here, they do not
-                         apply to runas itself)
+                         (LD_PRELOAD: set here, it does not apply to runas
+                         itself)
        -l sigpending=N   lower RLIMIT_SIGPENDING (queued signals per real
                          user) to N, soft and hard
        -d DIR            change to DIR first
+       -a ARGV0          the program's argv[0] (default: PROGRAM)
+       -c CGROUP         move into the cgroup (v2) folder CGROUP first, so
+                         that every process the program makes, daemons
+                         included, stays in it: the grader kills them all
+                         with CGROUP/cgroup.kill, and sees who is left
+       -s LOG            the async-signal-safety checker's log (a path in
+                         a folder of root's; it must not exist): the
+                         program gets the write end of a pipe as
+                         descriptor SIGSAFE_FD, and a process of root's
+                         appends what comes through it to LOG.  The
+                         program cannot empty or rewrite what was written;
+                         when the pipe is closed while the program still
+                         runs (it closed the descriptor, or exec'd: the
+                         checker keeps it close-on-exec), that process adds
+                         the line "sigsafe-log: closed while the program
+                         ran"; at the end it adds "sigsafe-log: end".
 
-   Usage: runas [-e NAME=VALUE]... [-l sigpending=N] [-d DIR] -- PROGRAM [ARG...]
+   Usage: runas [-e NAME=VALUE]... [-l sigpending=N] [-d DIR] [-a ARGV0]
+                [-c CGROUP] [-s LOG] -- PROGRAM [ARG...]
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define STUDENT_UID 1000
 #define STUDENT_GID 1000
 #define MAX_ENV 16
+#define SIGSAFE_FD 255          /* grader/sigsafe/sigsafe.c looks for its log here */
+#define PF_EXITING 0x4          /* include/linux/sched.h: the task has begun to exit */
 
 static void __attribute__((noreturn))
 fail(const char *what)
@@ -46,19 +70,127 @@ fail(const char *what)
 static void __attribute__((noreturn))
 usage(void)
 {
-    fprintf(stderr, "Usage: runas [-e NAME=VALUE]... [-l sigpending=N] [-d DIR] -- PROGRAM [ARG...]\n");
+    fprintf(stderr, "Usage: runas [-e NAME=VALUE]... [-l sigpending=N] [-d DIR] [-a ARGV0] [-c CGROUP] "
+            "[-s LOG] -- PROGRAM [ARG...]\n");
     exit(125);
+}
+
+static void
+writeAll(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        buf += n;
+        len -= n;
+    }
+}
+
+/* Is process pid still running, not yet exiting?  (Its descriptors are
+   closed in do_exit() after PF_EXITING is set, before it is a zombie.) */
+static int
+stillRunning(pid_t pid)
+{
+    char path[64], buf[512], *p;
+    unsigned long flags = 0;
+    char state = 'X';
+    int fd, n;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long) pid);
+    fd = open(path, O_RDONLY);
+    if (fd == -1)
+        return 0;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    p = strrchr(buf, ')');      /* the name may hold anything */
+    if (p == NULL || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2)
+        return 0;
+    return state != 'Z' && state != 'X' && !(flags & PF_EXITING);
+}
+
+/* The checker's log: a pipe whose reader, a grandchild of ours (root, so
+   the program cannot signal it), copies it to LOG.  Returns the write end. */
+static int
+startLog(const char *log)
+{
+    int pfd[2], out;
+    pid_t prog = getpid(), child;
+
+    out = open(log, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (out == -1)
+        fail(log);
+    if (pipe2(pfd, O_CLOEXEC) == -1)
+        fail("pipe");
+    /* A fork that sends no SIGCHLD: this process becomes the program, and
+       the kernel's record of its signals (the witness) must not show one. */
+    child = syscall(SYS_clone, 0, NULL, NULL, NULL, NULL);
+    if (child == -1)
+        fail("clone");
+    if (child == 0) {
+        if (fork() != 0)
+            _exit(0);           /* the reader is reparented: the program never waits for it */
+        char buf[4096];
+        ssize_t n;
+        static const char closed[] = "sigsafe-log: closed while the program ran\n";
+        static const char end[] = "sigsafe-log: end\n";
+
+        prctl(PR_SET_NAME, "cat", 0, 0, 0);
+        close(pfd[1]);
+        for (int fd = 0; fd < 3; fd++)
+            if (fd != out && fd != pfd[0])
+                close(fd);
+        for (;;) {
+            n = read(pfd[0], buf, sizeof(buf));
+            if (n == -1 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            writeAll(out, buf, n);
+        }
+        if (stillRunning(prog))
+            writeAll(out, closed, sizeof(closed) - 1);
+        writeAll(out, end, sizeof(end) - 1);
+        _exit(0);
+    }
+    if (waitpid(child, NULL, __WALL) == -1)
+        fail("waitpid");
+    close(pfd[0]);
+    close(out);
+    return pfd[1];
+}
+
+static void
+joinCgroup(const char *dir)
+{
+    char path[4096], pid[32];
+    int fd, len;
+
+    snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+    fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd == -1)
+        fail(path);
+    len = snprintf(pid, sizeof(pid), "%ld\n", (long) getpid());
+    if (write(fd, pid, len) != len)
+        fail(path);
+    close(fd);
 }
 
 int
 main(int argc, char *argv[])
 {
     char *env[MAX_ENV];
-    int nenv = 0, opt;
-    const char *dir = NULL;
+    int nenv = 0, opt, logFd = -1;
+    const char *dir = NULL, *argv0 = NULL, *cgroup = NULL, *log = NULL;
     long sigpending = -1;
 
-    while ((opt = getopt(argc, argv, "+e:l:d:")) != -1) {
+    while ((opt = getopt(argc, argv, "+e:l:d:a:c:s:")) != -1) {
         switch (opt) {
         case 'e':
             if (nenv == MAX_ENV || strchr(optarg, '=') == NULL)
@@ -75,6 +207,15 @@ main(int argc, char *argv[])
         case 'd':
             dir = optarg;
             break;
+        case 'a':
+            argv0 = optarg;
+            break;
+        case 'c':
+            cgroup = optarg;
+            break;
+        case 's':
+            log = optarg;
+            break;
         default:
             usage();
         }
@@ -88,8 +229,23 @@ main(int argc, char *argv[])
         if (setrlimit(RLIMIT_SIGPENDING, &rl) == -1)
             fail("setrlimit RLIMIT_SIGPENDING");
     }
+    /* The log's reader first: it must stay out of the program's cgroup. */
+    if (log != NULL)
+        logFd = startLog(log);
+    if (cgroup != NULL)
+        joinCgroup(cgroup);
+    if (logFd != -1) {
+        if (logFd != SIGSAFE_FD) {
+            if (dup2(logFd, SIGSAFE_FD) == -1)  /* without close-on-exec */
+                fail("dup2");
+            close(logFd);
+        } else if (fcntl(logFd, F_SETFD, 0) == -1) {
+            fail("fcntl");
+        }
+    }
     if (dir != NULL && chdir(dir) == -1)
         fail(dir);
+    umask(022);                 /* the grader's shell keeps its files to itself (077) */
 
     /* Groups first: once the uid is not 0 they can no longer be changed. */
     if (setgroups(0, NULL) == -1)
@@ -107,6 +263,12 @@ main(int argc, char *argv[])
         if (putenv(env[i]) != 0)
             fail("putenv");
 
-    execv(argv[optind], &argv[optind]);
-    fail(argv[optind]);
+    {
+        const char *prog = argv[optind];
+
+        if (argv0 != NULL)
+            argv[optind] = (char *) argv0;
+        execv(prog, &argv[optind]);
+        fail(prog);
+    }
 }

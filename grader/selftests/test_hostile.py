@@ -9,6 +9,7 @@ lab's starter (so the corpus does not depend on program names).  Prepared
 cases: grader/hostile/NAME/EXPECT.json:
     {"lab": N, "score": S, "report_contains": ["..."],   (or "full_marks": true, or "below_full": true)
      "passes": [test names that must pass], "fails": [...], "table_contains": [words on the console],
+     "report_lacks": [regular expressions no line of the report may match],
      "select": "a pytest -k expression: grade only these tests (keeps slow cases short)",
      "from": "solutions",                       (optional: start from a copy of that folder's lab)
      "edits": [{"file": F, "find": A, "replace": B, "why": "..."}]}   (each A must occur exactly once)
@@ -186,3 +187,6 @@ def test_prepared_hostile_submission(case: str, tmp_path: Path) -> None:
         assert words in s.text, f"{case}: the console table should show {words!r}:\n{s.text}"
     for words in expect.get("report_contains", []):
         assert words in report, f"{case}: the report should mention {words!r}:\n{report[:3000]}"
+    for rx in expect.get("report_lacks", []):  # a regular expression (multiline) no line of the report may match
+        found = re.search(rx, report, re.M)
+        assert not found, f"{case}: the report should not contain {found.group(0)!r}:\n{report[:3000]}"

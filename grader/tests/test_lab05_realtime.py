@@ -29,7 +29,7 @@ from gradelib.rtstream import (BAND_HUP, BAND_IN, BUTTON, FLUSHED, LIMIT, POLL_H
                                 check_flushed, check_nothing_lost, expect_signal, fd_of, fifo, hold, kernel,
                                 note, notes_read, records, take, writer)
 from gradelib import rtstream
-from gradelib.vmlab import GuestProc, VmLab, VmLabSpec
+from gradelib.vmlab import GuestProc, VmLab, VmLabSpec, quote
 
 LAB = VmLabSpec(
     5, "05-realtime-signals",
@@ -174,8 +174,8 @@ def test_a_note_is_read_after_a_signal_with_the_fifo_s_fd(vm: VmLab) -> None:
     expect_signal(vm, w, m, 1, fd, "POLL_IN", BAND_IN, "notes", "A line was written to the notes FIFO")
     line = w.expect(r"^notes: ", fail=False)
     if line != "notes: note 1":
-        vm.fail(w.explain(f"After the FIFO's signal rtwatch should read it until EAGAIN and print `notes: note 1`; "
-                          f"it printed `{line or 'nothing'}` (dispatch POLL_IN to drain())."))
+        vm.fail(w.explain(f"After the FIFO's signal rtwatch should read it until EAGAIN and print `notes: note 1` "
+                          f"(dispatch POLL_IN to drain()); it printed\n{quote(line)}"))
 
 
 @graded(task=2, points=6)
@@ -206,20 +206,20 @@ def test_events_of_two_sources_are_told_apart_by_si_fd(vm: VmLab) -> None:
         src = BUTTON if RECORD.match(ln) and ln.startswith(BUTTON + ":") else "notes" if ln.startswith("notes: ") else ""
         if src:
             seen.append((src, ln, k, where))
-    wrong = [f"`{ln}` after the signal of fd {fd}" for src, ln, _, fd in seen if fd != fds[src]]
+    wrong = [f"{quote(ln)}\n      (after the signal of fd {fd})" for src, ln, _, fd in seen if fd != fds[src]]
     want = [("/dev/button", "pressed"), ("/dev/button", "released")]
     got = [(BUTTON, s) for _, s in records(lines)]
     if wrong or got != want or notes_read(lines) != ["note 1", "note 2"]:
         vm.fail(w.explain(f"{what}. The first signal of /dev/button (fd {fds[BUTTON]}) should read both its records, "
                           f"the first of notes (fd {fds['notes']}) both notes, each source only after a signal of "
                           "its own fd: dispatch on si_fd, read only that source."
-                          + ("\n  Read after another source's signal: " + "; ".join(wrong) if wrong else "")))
-    late = [f"`{ln}` after signal {n}" for src, ln, n, _ in seen if n != (1 if src == BUTTON else 2)]
+                          + ("\n  Read after another source's signal:\n" + "\n".join(wrong) if wrong else "")))
+    late = [f"{quote(ln)}\n      (after signal {n})" for src, ln, n, _ in seen if n != (1 if src == BUTTON else 2)]
     if late:
         vm.fail(w.explain(f"{what}. At a signal, read the source until EAGAIN: everything waiting then is read "
                           "before main handles the next signal (one signal may stand for several records, and the "
                           "next may find nothing). Signal 1 should read both of /dev/button's records and signal 2 "
-                          "both notes; rtwatch read " + "; ".join(late) + "."))
+                          "both notes; rtwatch read\n" + "\n".join(late)))
 
 
 @graded(task=2, points=5)
@@ -237,7 +237,7 @@ def test_the_writer_closing_the_fifo_is_its_end_of_file_and_rtwatch_goes_on(vm: 
     line = w.expect(r"^notes: ", fail=False)
     if line != "notes: end of file":
         vm.fail(w.explain(f"The writer closed the FIFO: read(2) returns 0, and rtwatch should say `notes: end of "
-                          f"file`; it printed `{line or 'nothing'}`."))
+                          f"file`; it printed\n{quote(line)}"))
     note(n)  # a new writer opens it again
     line = w.expect(r"^notes: ", fail=False)
     vm.button("press")
@@ -638,12 +638,12 @@ def test_rtwatch_reports_an_unplugged_device_as_a_hangup_and_goes_on(vm: VmLab) 
     line = w.expect(r"^/dev/button: ", fail=False)
     if line != "/dev/button: hangup":
         failing(vm, w.explain(f"At POLL_HUP rtwatch should say `/dev/button: hangup` and close the file (TODO 3); it "
-                              f"printed `{line or 'nothing'}`."))
+                              f"printed\n{quote(line)}"))
     note(n)
     got = w.expect(r"^notes: ", fail=False)
     if got != "notes: note 1":
         failing(vm, w.explain(f"After the hangup of /dev/button rtwatch should go on with its other sources: a note "
-                              f"written then should print `notes: note 1`; it printed `{got or 'nothing'}`."))
+                              f"written then should print `notes: note 1`; it printed\n{quote(got)}"))
     if fd in w.fds():
         failing(vm, w.explain("After the hangup rtwatch should close /dev/button: its open file keeps the driver's "
                               "state alive."))

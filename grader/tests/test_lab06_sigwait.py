@@ -24,7 +24,7 @@ from gradelib import rtstream
 from gradelib.lab import Program
 from gradelib.rtstream import (BAND_IN, BUTTON, FLUSHED, LIMIT, after, check_flushed, check_nothing_lost,
                                expect_signal, fd_of, fifo, kernel, note, notes_read, records, writer)
-from gradelib.vmlab import GuestProc, VmLab, VmLabSpec
+from gradelib.vmlab import GuestProc, VmLab, VmLabSpec, quote
 
 LAB = VmLabSpec(
     6, "06-sigwaitinfo",
@@ -238,7 +238,7 @@ def test_with_a_timeout_sigwatch_says_so_and_waits_again(vm: VmLab) -> None:
     if line != "timeout: no signal in 200 ms":
         vm.fail(w.explain("sigwatch -t 200 with nothing happening should say `timeout: no signal in 200 ms` every "
                           "200 ms: sigtimedwait() with that timeout fails with EAGAIN (TODO 2), and the loop says "
-                          "so (TODO 3). " + (f"It printed `{line}`." if line else
+                          "so (TODO 3). " + (f"It printed\n{quote(line)}" if line else
                                              "It printed no timeout line within 5 s: a struct timespec is seconds "
                                              "and nanoseconds, so 200 ms is { 0, 200000000 }.")))
     # at most one line per 200 ms: a timeout in the wrong unit (microseconds) spins instead of waiting
@@ -401,7 +401,7 @@ def test_with_s_the_signals_are_read_from_a_signalfd_in_an_epoll_set(vm: VmLab) 
     line = w.expect(r"^timeout", fail=False, timeout=5)
     if line != "timeout: no signal in 200 ms":
         vm.fail(w.explain("sigwatch -s -t 200 with nothing happening should say `timeout: no signal in 200 ms`: "
-                          f"epoll_wait() with that timeout returns 0 (TODO 6). It printed `{line or 'nothing'}`."))
+                          f"epoll_wait() with that timeout returns 0 (TODO 6). It printed\n{quote(line)}"))
     stopped(vm, w)
     continued(vm, w)  # epoll_wait() fails with EINTR: wait again
     vm.button("press")
