@@ -34,6 +34,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+if [ ! -d solutions ]; then
+	echo "host-check: this is the student edition (no solutions to give full marks); run make grade" >&2
+	exit 1
+fi
 if ! command -v mmdebstrap >/dev/null 2>&1; then
 	echo "host-check: installing mmdebstrap"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mmdebstrap >/dev/null
