@@ -13,9 +13,9 @@
 #   make grade SUBMISSION=solutions FRESH=1   must give full marks (exit status 0)
 #
 # It prints each step's time and the sandbox mode the grader used (bubblewrap, or its fallback
-# when bwrap cannot make namespaces in the chroot). /proc, /sys and /dev are mounted for the run
-# and unmounted on any exit; the root is removed unless KEEP=1. There is no /dev/kvm needed: QEMU
-# falls back to TCG.
+# when bwrap cannot make namespaces there). The root is bound onto itself (bwrap needs / to be a
+# mount point), /proc, /sys and /dev are mounted for the run, and all is unmounted on any exit;
+# the root is removed unless KEEP=1. No /dev/kvm is needed: QEMU falls back to TCG.
 #
 # Usage: tools/host-check.sh [SUITE]     (make host-check HOST=trixie; default trixie)
 #   env: KEEP=1 keep the root (its path is printed); HOST_CHECK_DIR=DIR build it under DIR
@@ -64,7 +64,7 @@ cleanup() {
 		echo "host-check: root kept in $root"
 	else
 		# Only when nothing is mounted below it any more: never remove through a mount.
-		if ! grep -q " $root/" /proc/self/mounts; then
+		if ! grep -q " $root[/ ]" /proc/self/mounts; then
 			rm -rf "$root"
 		else
 			echo "host-check: $root still has mounts; not removed" >&2
@@ -94,6 +94,10 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 git clone -q --no-hardlinks "$repo" "$root/root/workbook"
 echo "host-check: fresh clone of $(git -C "$repo" rev-parse --short HEAD) in /root/workbook"
 
+# The root bound onto itself: a chroot whose / is a mount point, as a host's is (bubblewrap makes
+# / a slave mount, which fails on a plain folder, and the grader would then use its fallback).
+mount --bind "$root" "$root" && mounted="$root"
+mount --make-private "$root"
 mount -t proc proc "$root/proc" && mounted="$root/proc $mounted"
 mount -t sysfs sysfs "$root/sys" && mounted="$root/sys $mounted"
 mount --rbind /dev "$root/dev" && mounted="$root/dev $mounted"
