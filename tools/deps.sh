@@ -15,9 +15,36 @@
 #   --plot    also what the figures need (make plot): gnuplot-nox
 set -eu
 
-# libelf1: the kbuild objtool binary links it; procps: pgrep in the tests; debian-archive-keyring:
-# the guest kernel's private apt checks the archive with it; zstd: Debian 13's vmlinuz payload.
-PACKAGES="gcc make libc6-dev libelf1 qemu-system-x86 python3 python3-pytest cpio bubblewrap util-linux procps debian-archive-keyring zstd"
+SUPPORTED="Debian 12 and 13, Ubuntu 22.04 and 24.04, or the dev container (.devcontainer/; README: On macOS or Windows)"
+
+# The host: the same packages have other names on the supported distributions. libelf: the kbuild
+# objtool binary links it (libelf1t64 since the 64-bit time_t transition: Debian 13, Ubuntu 24.04).
+# gcc-12 on Ubuntu: Debian 12's kernel names gcc-12 in its config (kbuild calls it by that name) and
+# uses -ftrivial-auto-var-init=zero, which 22.04's gcc 11 lacks; Debian 12's gcc is gcc 12, and on
+# Debian 13 (gcc 14) vm/kmod.py builds with gcc and turns off what gcc 14 cannot honour.
+# WORKBOOK_HOST=ID:VERSION (for example debian:13) names the host when /etc/os-release is not read.
+host=${WORKBOOK_HOST:-}
+if [ -z "$host" ] && [ -r /etc/os-release ]; then
+	host=$(. /etc/os-release && echo "${ID:-}:${VERSION_ID:-}")
+fi
+case "$host" in
+debian:12) libelf=libelf1 extra="" ;;
+debian:13 | debian:) libelf=libelf1t64 extra="" ;;  # 13, or testing/sid (no VERSION_ID)
+ubuntu:22.04) libelf=libelf1 extra="gcc-12" ;;
+ubuntu:24.04) libelf=libelf1t64 extra="gcc-12" ;;
+*)
+	echo "deps: this host (${host:-no /etc/os-release}) is not one the workbook supports: $SUPPORTED" >&2
+	exit 1
+	;;
+esac
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+	echo "deps: this host has no apt (dpkg-query, apt-get); supported: $SUPPORTED" >&2
+	exit 1
+fi
+
+# procps: pgrep in the tests; debian-archive-keyring: the guest kernel's private apt checks the
+# archive with it; zstd: Debian 13's vmlinuz payload.
+PACKAGES="gcc $extra make libc6-dev $libelf qemu-system-x86 python3 python3-pytest cpio bubblewrap util-linux procps debian-archive-keyring zstd"
 
 check=""
 for arg in "$@"; do
@@ -56,11 +83,6 @@ done
 
 if [ -n "$check" ]; then
 	echo "deps: missing Debian packages:$missing" >&2
-	exit 1
-fi
-
-if ! command -v apt-get >/dev/null 2>&1; then
-	echo "deps: this is not a Debian system (no apt-get); install by hand:$missing" >&2
 	exit 1
 fi
 
