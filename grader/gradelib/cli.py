@@ -344,6 +344,15 @@ def _merge_numbers(lines: list[str]) -> str:
     return out
 
 
+def by_task(rs: list[dict]) -> dict[int, list[dict]]:
+    """A lab's graded tests (not its prerequisites), by task, in their order."""
+    tasks: dict[int, list[dict]] = {}
+    for x in rs:
+        if not x["prereq"]:
+            tasks.setdefault(x["task"], []).append(x)
+    return tasks
+
+
 def shared_causes(rs: list[dict]) -> list[str]:
     """One line for each cause that several failing tests of a lab share: their messages' cause lines
     (_cause) compared with every number masked, so "got 3 of 10" and "got 4 of 10" are one cause."""
@@ -386,10 +395,7 @@ def render(s: Summary, submission: Path, how: Rerun | None = None, all_messages:
                     prereq = (n, folder, x)
         out.extend(_kernel_trouble(rs))
         out.extend(shared_causes(rs))
-        tasks: dict[int, list[dict]] = {}
-        for x in rs:
-            if not x["prereq"]:
-                tasks.setdefault(x["task"], []).append(x)
+        tasks = by_task(rs)
         for t in sorted(tasks):
             tr = tasks[t]
             title = titles.get(t, (f"Task {t}", 0))[0]

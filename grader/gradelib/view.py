@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TextIO
 
-from .cli import Rerun, Summary, _kernel_trouble, lab_title, rerun_command, shared_causes, task_titles
+from .cli import Rerun, Summary, _kernel_trouble, by_task, lab_title, rerun_command, shared_causes, task_titles
 
 SCREEN_ROWS = 60
 SCREEN_COLS = 80
@@ -145,10 +145,7 @@ def render_short(s: Summary, how: Rerun, cached: dict[int, float] | None = None,
             prereq = prereq or x
     body.extend(_kernel_trouble(rs))
     body.extend(shared_causes(rs))
-    tasks: dict[int, list[dict]] = {}
-    for x in rs:
-        if not x["prereq"]:
-            tasks.setdefault(x["task"], []).append(x)
+    tasks = by_task(rs)
     step = None
     for t in sorted(tasks):
         failing = [x for x in tasks[t] if x["outcome"] != "passed"]
