@@ -237,6 +237,19 @@ def check_flushed(vm: VmLab, w: GuestProc, lines: list[str]) -> None:
         vm.fail(w.explain(f"After the resync {w.name}'s queue should be empty; /proc says `{r.stdout.strip()}`."))
 
 
+def check_counts_at_exit(vm: VmLab, w: GuestProc, lines: list[str], totals: re.Pattern[str], counts: str,
+                         handled: str) -> None:
+    """The program's last line (`counts`, an example; `totals` matches it, its groups `rt` and `io` the two
+    numbers) against the kernel's taken counts: rt what it handled plus what it flushed, io the SIGIOs."""
+    flushed = sum(int(m.group(1)) for m in map(FLUSHED.match, lines) if m)
+    m = totals.match(lines[-1]) if lines else None
+    rt, io = kernel(vm, w, "SIGRTMIN"), kernel(vm, w, "SIGIO")
+    if not m or int(m.group("rt")) + flushed != rt.taken or int(m.group("io")) != io.taken:
+        vm.fail(w.explain(f"{w.name}'s last line should be `{counts}`: N the realtime signals it {handled} (the "
+                          f"kernel's taken, {rt.taken}, less the {flushed} it flushed) and M the SIGIOs (taken "
+                          f"{io.taken})."))
+
+
 def check_nothing_lost(vm: VmLab, w: GuestProc, s0: int, lines: list[str]) -> None:
     """After overflow(): every event of the burst read or named in a `lost` line, each once; the notes read."""
     covered: list[int] = []

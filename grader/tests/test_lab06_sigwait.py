@@ -36,7 +36,7 @@ LAB = VmLabSpec(
     signals=True,
 )
 
-TOTALS = re.compile(r"^sigwatch: (SIGINT|SIGTERM) \((\S+)\): (\d+) signals, (\d+) overflows$")
+TOTALS = re.compile(r"^sigwatch: (SIGINT|SIGTERM) \((\S+)\): (?P<rt>\d+) signals, (?P<io>\d+) overflows$")
 COUNTS = "sigwatch: SIGTERM (SI_USER): N signals, M overflows"
 # The signals sigwatch takes, as bits of /proc's masks (signal N is bit N-1); SIGRTMIN is 34 with glibc.
 SIGINT, SIGUSR1, SIGTERM, SIGIO, SIGRTMIN = 2, 10, 15, 29, 34
@@ -320,14 +320,7 @@ def test_after_an_overflow_every_event_is_read_or_named_lost_and_every_note_read
 def test_the_counts_at_exit_are_the_kernel_s(vm: VmLab) -> None:
     w, _, _ = overflow(vm)
     vm.button("burst 200 0", timeout=60)  # not held: the queue fills and empties as it goes
-    lines = finish(vm, w)
-    flushed = sum(int(m.group(1)) for m in map(FLUSHED.match, lines) if m)
-    m = TOTALS.match(lines[-1]) if lines else None
-    rt, io = kernel(vm, w, "SIGRTMIN"), kernel(vm, w, "SIGIO")
-    if not m or int(m.group(3)) + flushed != rt.taken or int(m.group(4)) != io.taken:
-        vm.fail(w.explain(f"sigwatch's last line should be `{COUNTS}`: N the realtime signals it dispatched (the "
-                          f"kernel's taken, {rt.taken}, less the {flushed} it flushed) and M the SIGIOs (taken "
-                          f"{io.taken})."))
+    rtstream.check_counts_at_exit(vm, w, finish(vm, w), TOTALS, COUNTS, "dispatched")
 
 
 # --- Task 3: a thread that waits ----------------------------------------------------------------------
