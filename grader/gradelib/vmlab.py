@@ -46,8 +46,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -337,6 +339,48 @@ class GuestProc:
         return st.caught if st else 0
 
 
+def build_reference(folder: str, module: str, out: Path) -> Path:
+    """grader/reference/FOLDER as MODULE.ko (the grader's own code: built outside the sandbox), in `out`,
+    which student code cannot read (the solution's sources are copied there): the Gradescope archive
+    builds it at setup (gradelib/autograder.py), so a grading takes it from the cache."""
+    if not (REFERENCES / folder).is_dir():
+        raise KmodError(f"the grader's reference driver grader/reference/{folder} is missing "
+                        "(it is part of the grader, in every edition that has this lab): restore it with "
+                        "`git checkout -- grader/reference`")
+    return build_as(REFERENCES / folder, out, module)
+
+
+def build_helper(name: str, out: Path) -> Path:
+    """The grader's guest program grader/guest/NAME.c, built for the VM in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    src = GUEST_SRC / f"{name}.c"
+    exe = out / name
+    res = subprocess.run(["gcc", *HELPER_CFLAGS, "-o", str(exe), str(src)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"grader bug: the helper {name} does not build:\n{res.stderr[-2000:]}")
+    return exe
+
+
+@contextmanager
+def reference_vm(reference: str, module: str = "button_driver_ref", helpers: tuple[str, ...] = ()) -> Iterator[Machine]:
+    """A VM as a graded lab that uses an earlier lab's driver gets it (the same builds, files and paths),
+    without a student: the board loaded, grader/reference/REFERENCE's driver built and loaded as MODULE,
+    and the grader's guest programs `helpers` in GUEST_GRADER.  For the figures (tools/plots), which
+    measure the reference driver."""
+    with tempfile.TemporaryDirectory(prefix="refvm-") as tmp:
+        note("building the board and the reference driver ...")
+        board = build_board(say=note)
+        files: dict[str, Path] = {f"{GUEST_LAB}/wb_board.ko": board["wb_board.ko"],
+                                  f"{GUEST_LAB}/button": board["button"], "/usr/bin/button": board["button"],
+                                  f"{GUEST_GRADER}/{module}.ko": build_reference(reference, module, Path(tmp) / "ref")}
+        for name in helpers:
+            files[f"{GUEST_GRADER}/{name}"] = build_helper(name, Path(tmp) / "helpers")
+        note("booting the VM (Debian's kernel in QEMU) ...")
+        with Machine(files=files, boot_timeout=60.0) as m:
+            m.check(f"insmod {GUEST_LAB}/wb_board.ko && insmod {GUEST_GRADER}/{module}.ko")
+            yield m
+
+
 class VmLab:
     """One lab in one VM: what the tests use."""
 
@@ -527,23 +571,10 @@ class VmLab:
         return build_module(src, out, w1=True, module=self.spec.module, runner=contained, cache=True)
 
     def _build_reference(self, out: Path) -> Path:
-        """grader/reference/FOLDER as MODULE_ref.ko (the grader's own code: built outside the sandbox), in
-        `out`, which student code cannot read (the solution's sources are copied there): the Gradescope
-        archive builds it at setup (gradelib/autograder.py), so a grading takes it from the cache."""
-        if not (REFERENCES / self.spec.reference).is_dir():
-            raise KmodError(f"the grader's reference driver grader/reference/{self.spec.reference} is missing "
-                            "(it is part of the grader, in every edition that has this lab): restore it with "
-                            "`git checkout -- grader/reference`")
-        return build_as(REFERENCES / self.spec.reference, out, self.spec.reference_module)
+        return build_reference(self.spec.reference, self.spec.reference_module, out)
 
     def _build_helper(self, name: str, out: Path) -> Path:
-        out.mkdir(parents=True, exist_ok=True)
-        src = GUEST_SRC / f"{name}.c"
-        exe = out / name
-        res = subprocess.run(["gcc", *HELPER_CFLAGS, "-o", str(exe), str(src)], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"grader bug: the helper {name} does not build:\n{res.stderr[-2000:]}")
-        return exe
+        return build_helper(name, out)
 
     def close(self) -> None:
         if self.m is not None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The figure of Lab 4: events, SIGIO deliveries and records read against the burst interval.
 
-Boots the workbook VM with the button board and lab 3's reference driver,
-and for each interval runs `button burst N INTERVAL` while the grader's
+Boots the workbook VM with the button board and lab 3's reference driver, as
+the grader does (gradelib.vmlab.reference_vm), and for each interval runs `button burst N INTERVAL` while the grader's
 correct reader (grader/guest/reader.c: a SIGIO handler that reads until
 EAGAIN) watches; the median of a few runs per point.  Prints the table and
 writes labs/04-sigio-bursts/bursts.svg with gnuplot (tools/deps.sh --plot).
@@ -20,8 +20,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(REPO))
-from vm import fetch, kmod, machine  # noqa: E402
+sys.path[:0] = [str(REPO), str(REPO / "grader")]
+from gradelib.vmlab import GUEST_GRADER, reference_vm  # noqa: E402
+from vm import fetch, machine  # noqa: E402
 
 INTERVALS = [0, 20, 50, 100, 200, 500, 1000, 2000]  # us between presses (under ~50: as fast as it goes)
 REF = "button_driver_ref"
@@ -38,7 +39,7 @@ def irqs(m: machine.Machine) -> int:
 def one_burst(m: machine.Machine, clicks: int, interval: int) -> tuple[int, int, int]:
     """(events, deliveries, records read) of one burst: the reader drains what is left at the end, so
     the records not read are those the ring overwrote while the reader was not running."""
-    m.check("/lab/reader count > /tmp/reader.out 2>&1 & echo $! > /tmp/reader.pid; "
+    m.check(f"{GUEST_GRADER}/reader count > /tmp/reader.out 2>&1 & echo $! > /tmp/reader.pid; "
             "until grep -q ready /tmp/reader.out; do usleep 5000; done")
     before = irqs(m)
     m.check(f"button burst {clicks} {interval}", timeout=120)
@@ -61,15 +62,8 @@ def main() -> int:
     accel = "KVM" if machine.kvm_usable() else "TCG"
     with tempfile.TemporaryDirectory(prefix="plot-") as tmp:
         work = Path(tmp)
-        files = kmod.build_board()
-        ref = kmod.build_as(REPO / "grader" / "reference" / "03-fasync-button", work / "ref", REF)
-        reader = work / "reader"
-        subprocess.run(["gcc", "-O1", "-Wall", "-Wextra", "-Werror", "-o", str(reader),
-                        str(REPO / "grader" / "guest" / "reader.c")], check=True)
         rows = []
-        with machine.Machine(files={"/lab/wb_board.ko": files["wb_board.ko"], "/usr/bin/button": files["button"],
-                                    f"/lab/{REF}.ko": ref, "/lab/reader": reader}) as m:
-            m.check(f"insmod /lab/wb_board.ko && insmod /lab/{REF}.ko")
+        with reference_vm("03-fasync-button", REF, helpers=("reader",)) as m:
             kernel = m.check("uname -r").strip()
             for us in INTERVALS:
                 runs = [one_burst(m, args.clicks, us) for _ in range(args.runs)]

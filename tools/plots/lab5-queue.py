@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The table of Lab 5: one queued signal per event under a burst, with three queue limits.
 
-Boots the workbook VM with the button board and lab 3's reference driver,
-and runs `button burst N 0` (2N events, as fast as the board goes) while the
+Boots the workbook VM with the button board and lab 3's reference driver, as
+the grader does (gradelib.vmlab.reference_vm), and runs `button burst N 0` (2N events, as fast as the board goes) while the
 grader's correct watcher (grader/guest/rtprobe.c `count`: F_SETSIG SIGRTMIN,
 a handler that only records, main reads until EAGAIN at every signal and
 resynchronises at SIGIO; asked to stop, it first handles every signal still
@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(REPO))
-from vm import fetch, kmod, machine  # noqa: E402
+sys.path[:0] = [str(REPO), str(REPO / "grader")]
+from gradelib.vmlab import GUEST_GRADER, reference_vm  # noqa: E402
+from vm import fetch, machine  # noqa: E402
 
 REF = "button_driver_ref"
 RESULT = re.compile(r"signals (\d+) overflows (\d+) flushed (\d+) records (\d+) lost (\d+) events (\d+)")
@@ -36,7 +35,7 @@ COLUMNS = ("signals handled", "overflows (SIGIO)", "signals flushed", "records r
 
 def one_burst(m: machine.Machine, clicks: int, limit: int | None) -> tuple[int, ...]:
     ulimit = f"ulimit -i {limit}; " if limit else ""
-    m.check(f"({ulimit}exec /lab/rtprobe count /dev/button > /tmp/count.out 2>&1) & echo $! > /tmp/count.pid; "
+    m.check(f"({ulimit}exec {GUEST_GRADER}/rtprobe count /dev/button > /tmp/count.out 2>&1) & echo $! > /tmp/count.pid; "
             "until grep -q ready /tmp/count.out; do usleep 5000; done")
     m.check("button press; button release")  # the baseline record: what the ring overwrites later is a seq gap
     m.check(f"button burst {clicks} 0", timeout=120)
@@ -55,22 +54,13 @@ def main() -> int:
     args = ap.parse_args()
     fetch.ensure(quiet=True)
     accel = "KVM" if machine.kvm_usable() else "TCG"
-    with tempfile.TemporaryDirectory(prefix="plot-") as tmp:
-        work = Path(tmp)
-        files = kmod.build_board()
-        ref = kmod.build_as(REPO / "grader" / "reference" / "03-fasync-button", work / "ref", REF)
-        probe = work / "rtprobe"
-        subprocess.run(["gcc", "-O1", "-Wall", "-Wextra", "-Werror", "-o", str(probe),
-                        str(REPO / "grader" / "guest" / "rtprobe.c")], check=True)
-        with machine.Machine(files={"/lab/wb_board.ko": files["wb_board.ko"], "/usr/bin/button": files["button"],
-                                    f"/lab/{REF}.ko": ref, "/lab/rtprobe": probe}) as m:
-            m.check(f"insmod /lab/wb_board.ko && insmod /lab/{REF}.ko")
-            kernel = m.check("uname -r").strip()
-            default = int(m.check("ulimit -i").strip())
-            rows = []
-            for limit in (8, 64, default):
-                runs = [one_burst(m, args.clicks, limit) for _ in range(args.runs)]
-                rows.append((limit, [(statistics.median(c), min(c), max(c)) for c in zip(*runs)]))
+    with reference_vm("03-fasync-button", REF, helpers=("rtprobe",)) as m:
+        kernel = m.check("uname -r").strip()
+        default = int(m.check("ulimit -i").strip())
+        rows = []
+        for limit in (8, 64, default):
+            runs = [one_burst(m, args.clicks, limit) for _ in range(args.runs)]
+            rows.append((limit, [(statistics.median(c), min(c), max(c)) for c in zip(*runs)]))
     events = 2 * args.clicks + 2
     print(f"Lab 5: `button burst {args.clicks} 0` ({events} events with the press and release before it), "
           f"median (min-max) of {args.runs} ({kernel}, QEMU {accel})")

@@ -39,8 +39,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(REPO))
-from vm import fetch, kmod, machine  # noqa: E402
+sys.path[:0] = [str(REPO), str(REPO / "grader")]
+from gradelib.vmlab import GUEST_GRADER, build_helper, reference_vm  # noqa: E402
+from vm import fetch, machine  # noqa: E402
 
 REF = "button_driver_ref"
 MECHS = [("sigio", "SIGIO, a draining handler"), ("setsig", "F_SETSIG, a handler"),
@@ -55,7 +56,6 @@ MEASURES = [("rate", "events/s", "{:,.0f}", True), ("p50", "latency median (us)"
             ("left", "queued at exit", "{:.0f}", False), ("signals", "wakeups + queued", "{:.0f}", False),
             ("lost", "lost", "{:.0f}", False)]
 Stats = dict[str, tuple[float, float, float]]   # measure: (median, min, max)
-SRC = REPO / "grader" / "guest" / "mechbench.c"
 
 
 def parse(out: str) -> dict[str, float]:
@@ -83,29 +83,24 @@ def host(exe: Path, runs: int, n: int, burst: int) -> dict[str, Stats]:
     return got
 
 
-def vm(exe: Path, runs: int, clicks: int) -> tuple[dict[str, Stats], str]:
+def vm(runs: int, clicks: int) -> tuple[dict[str, Stats], str]:
     print("  ... VM: building the board and lab 3's reference driver, booting", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        files = kmod.build_board()
-        ref = kmod.build_as(REPO / "grader" / "reference" / "03-fasync-button", Path(tmp) / "ref", REF)
-        with machine.Machine(files={"/lab/wb_board.ko": files["wb_board.ko"], "/usr/bin/button": files["button"],
-                                    f"/lab/{REF}.ko": ref, "/lab/mechbench": exe}) as m:
-            m.check(f"insmod /lab/wb_board.ko && insmod /lab/{REF}.ko")
-            kernel = m.check("uname -r").strip()
-            got = {}
-            for mech, name in MECHS:
-                print(f"  ... VM, the button: {name} ({runs} runs)", flush=True)
-                outs = []
-                for _ in range(runs):
-                    m.check(f"/lab/mechbench {mech} /dev/button > /tmp/mb.out 2>&1 & echo $! > /tmp/mb.pid; "
-                            "until grep -q ready /tmp/mb.out; do usleep 5000; done; "
-                            "button press; button release; usleep 200000")
-                    m.check(f"button burst {clicks} 0", timeout=120)
-                    # the interrupts were delivered: a second for the events to reach the program, then its end
-                    outs.append(m.check("usleep 1000000; kill -TERM $(cat /tmp/mb.pid); i=0; "
-                                        "until grep -q '^result' /tmp/mb.out || [ $i -ge 600 ]; do "
-                                        "usleep 50000; i=$((i+1)); done; cat /tmp/mb.out", timeout=60))
-                got[mech] = median([parse(o) for o in outs])
+    with reference_vm("03-fasync-button", REF, helpers=("mechbench",)) as m:
+        kernel = m.check("uname -r").strip()
+        got = {}
+        for mech, name in MECHS:
+            print(f"  ... VM, the button: {name} ({runs} runs)", flush=True)
+            outs = []
+            for _ in range(runs):
+                m.check(f"{GUEST_GRADER}/mechbench {mech} /dev/button > /tmp/mb.out 2>&1 & echo $! > /tmp/mb.pid; "
+                        "until grep -q ready /tmp/mb.out; do usleep 5000; done; "
+                        "button press; button release; usleep 200000")
+                m.check(f"button burst {clicks} 0", timeout=120)
+                # the interrupts were delivered: a second for the events to reach the program, then its end
+                outs.append(m.check("usleep 1000000; kill -TERM $(cat /tmp/mb.pid); i=0; "
+                                    "until grep -q '^result' /tmp/mb.out || [ $i -ge 600 ]; do "
+                                    "usleep 50000; i=$((i+1)); done; cat /tmp/mb.out", timeout=60))
+            got[mech] = median([parse(o) for o in outs])
     return got, kernel
 
 
@@ -193,11 +188,10 @@ def main() -> int:
         return 0
     fetch.ensure(quiet=True)
     with tempfile.TemporaryDirectory(prefix="mechbench-") as tmp:
-        exe = Path(tmp) / "mechbench"
-        subprocess.run(["gcc", "-O1", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(SRC)], check=True)
+        exe = build_helper("mechbench", Path(tmp))  # the same build as the VM's copy
         on_host = host(exe, args.runs, args.pipe, args.burst)
         if not args.host_only:
-            in_vm, kernel = vm(exe, args.runs, args.clicks)
+            in_vm, kernel = vm(args.runs, args.clicks)
     accel = "KVM" if machine.kvm_usable() else "TCG"
     host_kernel = subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
     host_limit = resource.getrlimit(resource.RLIMIT_SIGPENDING)[0]
