@@ -253,6 +253,36 @@ def sandbox_uid() -> int:
     return sandbox_user()[1] if _running_as_root() else os.getuid()
 
 
+def closed_to_user(path: Path) -> Path | None:
+    """In the fallback as root, the first folder on the way to `path` that the sandbox's user may not
+    enter (search permission, from its mode bits); None when it can reach `path`, or when that is not
+    the question (bubblewrap binds what it needs; not root: the program runs as the grader's user).
+    A clone under /root (0700) is the usual case."""
+    if not _running_as_root() or bwrap_usable():
+        return None
+    _, uid, gid = sandbox_user()
+    groups = {gid, *os.getgrouplist(pwd.getpwuid(uid).pw_name, gid)} if _has_passwd(uid) else {gid}
+    for d in [*reversed(path.parents), path]:
+        try:
+            st = os.stat(d)
+        except OSError:
+            return d
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        bit = stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid in groups else stat.S_IXOTH
+        if not st.st_mode & bit:
+            return d
+    return None
+
+
+def _has_passwd(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
+
+
 def make_writable(path: Path) -> None:
     """A folder the sandboxed program may write (owned by the sandbox's user when we are root)."""
     path.mkdir(parents=True, exist_ok=True)

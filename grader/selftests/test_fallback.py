@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -97,6 +98,7 @@ def test_the_program_cannot_write_the_graders_files_or_the_results(tmp_path: Pat
     assert b"Permission denied" in ex.stderr
 
 
+@pytest.mark.alone  # its bound counts the sandbox user's tasks: none of another test's may come or go
 def test_the_program_has_the_same_rlimits_as_in_the_sandbox(tmp_path: Path) -> None:
     lim = Limits(cpu_seconds=7, processes=33, file_size=5 << 20, open_files=77, address_space=1 << 30)
     ex = _run(["/bin/cat", "/proc/self/limits"], tmp_path / "run", lim)
@@ -167,3 +169,22 @@ def test_everything_a_program_started_dies_with_the_grader(tmp_path: Path) -> No
     finally:
         if grader.poll() is None:
             grader.kill()
+
+
+def test_a_folder_the_sandbox_user_cannot_enter_is_named() -> None:
+    """A clone under /root (0700): the fallback's user cannot reach the kernel headers in it, and the
+    module build says which folder stops it (gradelib/vmlab.py), not only make's `Permission denied`.
+    (Not in pytest's tmp_path: its folders are 0700 themselves.)"""
+    top = Path(tempfile.mkdtemp(prefix="fallback-reach-", dir="/var/tmp"))
+    try:
+        closed = top / "home"
+        headers = closed / "clone" / "vm" / "cache" / "headers"
+        headers.mkdir(parents=True)
+        for d in (top, *top.rglob("*")):
+            os.chmod(d, 0o755)
+        os.chmod(closed, 0o700)
+        assert sandbox.closed_to_user(headers) == closed
+        os.chmod(closed, 0o711)  # search permission is enough
+        assert sandbox.closed_to_user(headers) is None
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
