@@ -183,6 +183,17 @@ class Summary:
             r["outcome"] == "passed" for r in self.results)
 
 
+def combined(parts: list[Summary], sandbox: str) -> Summary:
+    """One summary of gradings done apart (a lab each), their results in the order given."""
+    s = Summary(sandbox=sandbox)
+    for p in parts:
+        s.results.extend(p.results)
+        s.warnings.extend(w for w in p.warnings if w not in s.warnings)
+    s.score = sum(x["points"] for x in s.results if x["outcome"] == "passed")
+    s.max_score = sum(x["points"] for x in s.results)
+    return s
+
+
 def python_with_pytest() -> str:
     return sys.executable
 
@@ -670,20 +681,11 @@ def _grade_labs(a: argparse.Namespace, sub: Path, out: Path, junit: Path,
                 raise
     finally:
         live.clear()
-    s = Summary(sandbox=sandbox)
-    for n in labs:
-        if n in graded:
-            g = graded[n]
-            lab_results = g.results
-            resultcache.store(folder, sub, n, keys[n], lab_results, g.warnings, g.seconds)
-            warnings = g.warnings
-        else:
-            lab_results, warnings = entries[n].results, entries[n].warnings
-        s.results.extend(lab_results)
-        s.warnings.extend(w for w in warnings if w not in s.warnings)
+    for n, g in graded.items():
+        resultcache.store(folder, sub, n, keys[n], g.results, g.warnings, g.seconds)
+    s = combined([graded[n] if n in graded else Summary(results=entries[n].results, warnings=entries[n].warnings)
+                  for n in labs], sandbox)
     s.seconds = time.monotonic() - t0
-    s.score = sum(x["points"] for x in s.results if x["outcome"] == "passed")
-    s.max_score = sum(x["points"] for x in s.results)
     s.text = render(s, sub, how)
     _write_junit(s, junit)
     return s, {n: e.when for n, e in entries.items()}
