@@ -75,11 +75,19 @@ submission:
 
 # The project's own tests: starter drift, the grader's and the VM's own tests,
 # full marks for the solutions (every test 3 times), every graded test failing
-# on the untouched starter, and the hostile submissions.
+# on the untouched starter, and the hostile submissions.  In TEST_JOBS processes (pytest-xdist; one
+# more than the cores: the tests mostly wait on VMs and timeouts), then the tests marked `alone` one at
+# a time (grader/selftests/conftest.py says which and why).
+TEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: fetch slides-deps
 	@if [ ! -d solutions ]; then echo "make test: this is the student edition (no solutions, no project tests); run make grade"; exit 1; fi
+	@sh tools/deps.sh --test
 	@$(PY) tools/mkstarter.py --check
-	@cd grader && $(PY) -m pytest -q --durations=15 selftests
+	@cd grader && if $(PY) -c 'import xdist' 2>/dev/null; then \
+		echo "make test: the project's tests in $(TEST_JOBS) processes, then those that run alone"; \
+		$(PY) -m pytest -q --durations=15 -n $(TEST_JOBS) --dist loadgroup -m 'not alone' selftests; side=$$?; \
+		$(PY) -m pytest -q --durations=5 -m alone selftests && exit $$side; \
+	else echo "make test: no pytest-xdist for $(PY): one test at a time"; $(PY) -m pytest -q --durations=15 selftests; fi
 
 # A host proven from scratch (tools/host-check.sh): an mmdebstrap root of HOST, a fresh clone, make grade,
 # then full marks for the solutions. Minutes, root and the network: not part of make test (CI: .ci/run with

@@ -7,12 +7,14 @@
 # /lib/modules or the running kernel: the VM's kernel is fetched separately
 # into vm/cache by vm/fetch.py.
 #
-# Usage: tools/deps.sh [--check] [--slides] [--plot]
+# Usage: tools/deps.sh [--check] [--slides] [--plot] [--test]
 #   --check   report, install nothing
 #   --slides  also what the slides need (make slides, make test): Debian's
 #             chromium, the fonts the slide theme names, and Node.js with npm
 #             when there is no node (Debian 12's nodejs 18 is enough)
 #   --plot    also what the figures need (make plot): gnuplot-nox
+#   --test    also what make test needs: pytest-xdist (the project's tests in
+#             several processes; grader/selftests/conftest.py)
 set -eu
 
 SUPPORTED="Debian 12 and 13, Ubuntu 22.04 and 24.04, or the dev container (.devcontainer/; README: On macOS or Windows)"
@@ -65,7 +67,8 @@ for arg in "$@"; do
 		fi
 		;;
 	--plot) PACKAGES="$PACKAGES gnuplot-nox" ;;
-	*) echo "usage: tools/deps.sh [--check] [--slides] [--plot]" >&2; exit 2 ;;
+	--test) PACKAGES="$PACKAGES python3-pytest-xdist" ;;
+	*) echo "usage: tools/deps.sh [--check] [--slides] [--plot] [--test]" >&2; exit 2 ;;
 	esac
 done
 
