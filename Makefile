@@ -12,7 +12,8 @@
 #   make doctor                 check this machine for what the labs need, and say how to fix it
 #   make test                   the project's own tests (for maintainers and CI)
 #   make host-check HOST=trixie a new user's make grade in a fresh Debian 13 root (bookworm: 12), as root
-#   make bench                  boot, command and grading times, the student's loop; lab 1's hang; lab 6's mechanisms
+#   make bench                  boot, command and grading times, the student's loop; lab 1's hang; lab 6's mechanisms;
+#                               both guest kernels side by side
 #   make plot LAB=4             a lab's figure or table, measured in the VM (labs/04-*/bursts.svg)
 #   make starter                regenerate labs/ starter code from solutions/
 #   make slides                 build the lecture decks into slides/out/
@@ -46,7 +47,7 @@ endif
 all: help
 
 help:
-	@sed -n '3,23p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,24p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@sh tools/deps.sh
@@ -111,6 +112,7 @@ bench: fetch
 	@$(PY) grader/bench_loop.py
 	@$(PY) grader/bench_hang.py
 	@$(PY) grader/bench_autograder.py
+	@$(PY) grader/bench_guests.py
 	@$(PY) tools/plots/lab6-mechanisms.py
 
 # The decks: Marp CLI and puppeteer-core pinned by slides/package-lock.json,
