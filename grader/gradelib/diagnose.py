@@ -103,6 +103,30 @@ class ProcState:
         return text
 
 
+def _int32(x: int) -> int:
+    return (x & 0xffffffff) - (1 << 32) if x & 0x80000000 else x & 0xffffffff
+
+
+def untimed_wait(st: ProcState) -> str:
+    """The call a thread sleeps in when nothing but another event can end it: no timeout, no signal of its
+    own on the way (pending and not blocked); "" otherwise (running, a timed wait, waiting for a child)."""
+    if st.state in ("T", "t"):
+        return "stopped"
+    if st.state != "S" or st.syscall_nr is None or st.pending & ~st.blocked:
+        return ""
+    nr, a = st.syscall_nr, st.args + (0,) * (6 - len(st.args))
+    untimed = {
+        34: True, 130: True,  # pause, rt_sigsuspend
+        0: True, 17: True, 19: True,  # read, pread64, readv: a blocking read has no timeout
+        128: a[2] == 0,  # rt_sigtimedwait: no timespec
+        7: _int32(a[2]) < 0,  # poll: timeout -1
+        271: a[2] == 0, 23: a[4] == 0, 270: a[4] == 0,  # ppoll, select, pselect6: no timeout
+        232: _int32(a[3]) < 0, 281: _int32(a[3]) < 0, 441: a[3] == 0,  # epoll_wait, epoll_pwait(2)
+        202: (a[1] & 0x7f) in (0, 9) and a[3] == 0,  # futex: FUTEX_WAIT(_BITSET) with no timeout
+    }.get(nr, False)
+    return f"{st.syscall}()" if untimed else ""
+
+
 def parse(status: str, wchan: str = "", syscall: str = "", stack: str = "") -> ProcState:
     """A ProcState from the text of /proc/PID/status, wchan, syscall and stack."""
     st = ProcState()

@@ -105,23 +105,6 @@ def finish(vm: VmLab, w: GuestProc, counts: str, sig: str = "TERM") -> list[str]
     return w.output().splitlines()
 
 
-def expect_unless_asleep(w: GuestProc, pattern: str, timeout: float = 10.0) -> str:
-    """w.expect(pattern, fail=False), but a program found asleep (or ended) after a short wait is not
-    waited for any longer: it prints nothing more without another event (a flush with no timeout
-    waits for ever), and a stuck program should cost one short wait, not the whole timeout."""
-    line = w.expect(pattern, fail=False, timeout=min(2.0, timeout))
-    if not line and timeout > 2.0:
-        # Every thread's state (a program may wait in one thread and work in another).
-        r = w.vm.run(f"grep -h '^State:' /proc/{w.pid}/task/*/status 2>/dev/null; true", timeout=10,
-                     what=f"reading the state of `{w.name}`")
-        states = re.findall(r"^State:\s+(\S)", r.stdout, re.M)
-        if any(st not in "STtZX" for st in states):
-            line = w.expect(pattern, fail=False, timeout=timeout - 2.0)
-        else:  # what it printed before it fell asleep or ended is there now
-            line = w.expect(pattern, fail=False, timeout=0.5)
-    return line
-
-
 def after(lines: list[str], marker: str) -> list[str]:
     """The lines after the last `marker` line."""
     idx = [i for i, ln in enumerate(lines) if ln == marker]
@@ -206,7 +189,7 @@ def overflow(vm: VmLab, w: GuestProc, why: WhyNoSignal, killed: str, no_resync: 
     for _ in range(3):
         note(n)
     take(w)
-    line = expect_unless_asleep(w, r"^resynchronised$")
+    line = w.expect(r"^resynchronised$", fail=False, timeout=10)
     if not line:
         io, rt = kernel(vm, w, "SIGIO"), kernel(vm, w, "SIGRTMIN")
         if w.status() == 128 + 29:

@@ -86,6 +86,7 @@ INSMOD_TIMEOUT = 8.0
 # for 30 more, 50 ms for 20 more, then 100 ms.
 POLL_BACKOFF = ("usleep $d; i=$((i+1)); [ $i -lt 30 ] || d=20000; [ $i -lt 60 ] || d=50000; "
                 "[ $i -lt 80 ] || d=100000")
+SHORT_WAIT = 2.0  # GuestProc.expect(): seconds (scaled) before it looks whether the program is asleep for good
 MAX_RESTARTS = 6  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
 # After each test: every line of the board stopped, not bouncing, released, and its device plugged in
 # (writes to the board's debugfs files by the shell's echo: no program to start per line).
@@ -167,6 +168,7 @@ class GuestProc:
         self.cwd = f"{base}.d"  # the student's program runs in this folder of its own
         self.cgroup = ""  # the student's program's cgroup (every process it makes), when the VM has cgroup2
         self.unchecked = ""  # when the checker was found missing from the running program (signal())
+        self._ended = False  # the last wait for a line ended because the program had ended
 
     @property
     def out(self) -> str:
@@ -253,9 +255,65 @@ class GuestProc:
             pass
         return "\n".join(parts)
 
-    def expect(self, pattern: str, timeout: float = 5.0, msg: str = "", fail: bool = True) -> str:
+    def asleep_for_good(self) -> str:
+        """Every thread of the program (of each of its processes, by its cgroup) asleep with nothing but
+        another event to end the sleep (diagnose.untimed_wait): the calls they sleep in ("pause()").
+        "" when one of them runs, waits with a timeout or for a child, or when it cannot be read."""
+        where = f"cat {self.cgroup}/cgroup.threads 2>/dev/null || " if self.cgroup else ""
+        r = self.vm.run(f"for t in $({where}ls /proc/{self.pid}/task 2>/dev/null); do echo \"--thread $t\"; "
+                        f"grep -E '^(State|SigPnd|ShdPnd|SigBlk):' /proc/$t/status 2>/dev/null; echo --syscall; "
+                        f"cat /proc/$t/syscall 2>/dev/null; done; true", timeout=10,
+                        what=f"reading the state of `{self.what}`")
+        calls = []
+        for block in r.stdout.split("--thread ")[1:]:
+            status, _, syscall = block.partition("--syscall\n")
+            call = diagnose.untimed_wait(diagnose.parse(status, syscall=syscall))
+            if not call:
+                return ""
+            calls.append(call)
+        return ", ".join(sorted(set(calls)))
+
+    def expect(self, pattern: str, timeout: float = 5.0, msg: str = "", fail: bool = True,
+               asleep_ends: bool | None = None) -> str:
         """Wait for a line matching the (extended) regular expression after the last match; return it
-        (with fail=False: "" when none came, and the test goes on)."""
+        (with fail=False: "" when none came, and the test goes on).
+
+        asleep_ends (the default for the student's programs, not the grader's helpers): after 2 s (scaled)
+        with no such line, a program whose every thread sleeps with no timeout (asleep_for_good()) is not
+        waited for any longer: nothing but the grader's next event would wake it, and a starter or a stuck
+        program costs one short wait, not the whole timeout.  A test whose line comes from a timer the
+        program set (a timed wait) is not cut short: such a wait is not asleep for good."""
+        if asleep_ends is None:
+            asleep_ends = not self.helper
+        left = timeout
+        if asleep_ends and timeout > SHORT_WAIT and self.pid:
+            line = self._expect(pattern, SHORT_WAIT)
+            if line is not None:
+                return line
+            asleep = "" if self._ended else self.asleep_for_good()
+            if asleep:
+                line = self._expect(pattern, 0.5)  # what it printed before it fell asleep is there now
+                if line is not None or not fail:
+                    return line or ""
+                head = msg + "\n  " if msg else ""
+                self.vm.fail(self.explain(
+                    f"{head}Expected `{self.what}` to print a line matching /{pattern}/, but nothing matched within "
+                    f"{SHORT_WAIT * scale():.1f} s, and then it was asleep in {asleep} with no timeout: nothing but "
+                    f"another event would wake it."))
+            left = 0.0 if self._ended else timeout - SHORT_WAIT
+        line = self._expect(pattern, left) if left > 0 else None
+        if line is not None:
+            return line
+        if not fail:
+            return ""
+        reason = "it ended" if self._ended else f"nothing matched within {timeout * scale():.1f} s"
+        head = msg + "\n  " if msg else ""
+        self.vm.fail(self.explain(f"{head}Expected `{self.what}` to print a line matching /{pattern}/, but {reason}."))
+        raise AssertionError("unreachable")
+
+    def _expect(self, pattern: str, timeout: float) -> str | None:
+        """The next line matching `pattern` within `timeout` (scaled) seconds, or None (self._ended: the
+        program ended without printing one)."""
         timeout *= scale()
         pat = shlex.quote(pattern)
         # Polls the file in the guest until a match, or until the program ended
@@ -271,16 +329,12 @@ class GuestProc:
             f"{POLL_BACKOFF}; done"
         )
         r = self.vm.run(script, timeout=timeout, what=f"waiting for the output of `{self.what}`", allow_timeout=True)
+        self._ended = r.status == 3
         if r.status == 0 and ":" in r.stdout:
             no, _, text = r.stdout.strip().partition(":")
             self.line += int(no)
             return text
-        if not fail:
-            return ""
-        reason = "it ended" if r.status == 3 else f"nothing matched within {timeout:g} s"
-        head = msg + "\n  " if msg else ""
-        self.vm.fail(self.explain(f"{head}Expected `{self.what}` to print a line matching /{pattern}/, but {reason}."))
-        raise AssertionError("unreachable")
+        return None
 
     def signal(self, sig: str) -> None:
         """Send SIG (a name: "INT", "USR1") to the program, which must still be running: a process

@@ -183,3 +183,21 @@ def test_a_failed_build_alone_is_the_next_step_never_full_marks() -> None:
     assert "full marks" not in text, text
     assert "Next step: Lab 3: test_the_module_builds_with_no_warnings" in text, text
     assert "unused variable" in text, text
+
+
+@pytest.mark.parametrize("status, syscall, asleep", [
+    ("State:\tS (sleeping)\n", "34 0x0 0x0 0x0 0x0 0x0 0x0 0x7ffc 0x7f00", "pause()"),
+    ("State:\tS (sleeping)\n", "128 0x7ffc 0x0 0x0 0x8 0x0 0x0 0x7ffc 0x7f00", "sigtimedwait()"),
+    ("State:\tS (sleeping)\n", "128 0x7ffc 0x0 0x7ffd 0x8 0x0 0x0 0x7ffc 0x7f00", ""),  # with a timeout
+    ("State:\tS (sleeping)\n", "7 0x7ffc 0x1 0xffffffff 0x0 0x0 0x0 0x7ffc 0x7f00", "poll()"),
+    ("State:\tS (sleeping)\n", "7 0x7ffc 0x1 0x3e8 0x0 0x0 0x0 0x7ffc 0x7f00", ""),  # poll for 1000 ms
+    ("State:\tS (sleeping)\n", "35 0x7ffc 0x0 0x0 0x0 0x0 0x0 0x7ffc 0x7f00", ""),  # nanosleep
+    ("State:\tS (sleeping)\n", "61 0xffffffff 0x0 0x0 0x0 0x0 0x0 0x7ffc 0x7f00", ""),  # wait4: a child may end
+    ("State:\tR (running)\n", "running", ""),
+    ("State:\tS (sleeping)\nSigPnd:\t0000000000000200\nSigBlk:\t0000000000000000\n",
+     "34 0x0 0x0 0x0 0x0 0x0 0x0 0x7ffc 0x7f00", ""),  # SIGUSR1 on its way: about to wake
+])
+def test_a_program_is_asleep_for_good_only_in_a_wait_with_no_timeout(status: str, syscall: str, asleep: str) -> None:
+    """What lets a VM test stop waiting for a line early (GuestProc.expect): every thread in such a wait."""
+    from gradelib import diagnose
+    assert diagnose.untimed_wait(diagnose.parse(status, syscall=syscall)) == asleep
