@@ -41,8 +41,8 @@ def grade(name: str, submission: Path) -> tuple[float, str]:
     """Seconds and points of grading `submission` on guest `name` (its own output folder)."""
     with tempfile.TemporaryDirectory(prefix="bench-guest-") as out:
         t = time.monotonic()
-        res = subprocess.run([sys.executable, str(REPO / "grader" / "grade"), "--fresh", "--quiet", "--out", out,
-                              str(submission)], env=dict(os.environ, WORKBOOK_KERNEL=name),
+        res = subprocess.run([str(REPO / "grader" / "grade"), "--fresh", "--quiet", "--out", out, str(submission)],
+                             env=dict(os.environ, WORKBOOK_KERNEL=name, GRADE_VIA="make"),
                              capture_output=True, text=True)
         secs = time.monotonic() - t
         m = re.search(r"^Total\s+(\d+/\d+)", res.stdout, re.M)
