@@ -69,9 +69,9 @@ def main() -> int:
         boot, release = boots(name, a.runs)
         secs, points = grade(name, a.submission)
         rows.append((name, release, boot, secs, points))
-    print(f"  {'guest':<10} {'kernel':<18} {'boot':>7} {'grading':>9}  points")
+    print(f"  {'guest':<10} {'kernel':<22} {'boot':>7} {'grading':>9}  points")
     for name, release, boot, secs, points in rows:
-        print(f"  {name:<10} {release:<18} {boot:6.1f}s {secs:8.0f}s  {points}")
+        print(f"  {name:<10} {release:<22} {boot:6.1f}s {secs:8.0f}s  {points}")
     return 0
 
 
