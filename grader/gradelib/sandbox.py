@@ -261,7 +261,10 @@ def closed_to_user(path: Path) -> Path | None:
     if not _running_as_root() or bwrap_usable():
         return None
     _, uid, gid = sandbox_user()
-    groups = {gid, *os.getgrouplist(pwd.getpwuid(uid).pw_name, gid)} if _has_passwd(uid) else {gid}
+    try:
+        groups = {gid, *os.getgrouplist(pwd.getpwuid(uid).pw_name, gid)}
+    except KeyError:  # a uid with no name: its own group only
+        groups = {gid}
     for d in [*reversed(path.parents), path]:
         try:
             st = os.stat(d)
@@ -273,14 +276,6 @@ def closed_to_user(path: Path) -> Path | None:
         if not st.st_mode & bit:
             return d
     return None
-
-
-def _has_passwd(uid: int) -> bool:
-    try:
-        pwd.getpwuid(uid)
-        return True
-    except KeyError:
-        return False
 
 
 def make_writable(path: Path) -> None:

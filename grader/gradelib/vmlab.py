@@ -285,28 +285,24 @@ class GuestProc:
         program set (a timed wait) is not cut short: such a wait is not asleep for good."""
         if asleep_ends is None:
             asleep_ends = not self.helper
-        left = timeout
+        left, asleep = timeout, ""
         if asleep_ends and timeout > SHORT_WAIT and self.pid:
             line = self._expect(pattern, SHORT_WAIT)
             if line is not None:
                 return line
             asleep = "" if self._ended else self.asleep_for_good()
-            if asleep:
-                line = self._expect(pattern, 0.5)  # what it printed before it fell asleep is there now
-                if line is not None or not fail:
-                    return line or ""
-                head = msg + "\n  " if msg else ""
-                self.vm.fail(self.explain(
-                    f"{head}Expected `{self.what}` to print a line matching /{pattern}/, but nothing matched within "
-                    f"{SHORT_WAIT * scale():.1f} s, and then it was asleep in {asleep} with no timeout: nothing but "
-                    f"another event would wake it."))
-            left = 0.0 if self._ended else timeout - SHORT_WAIT
+            # asleep: one short look for what it printed before it fell asleep; ended: nothing more to wait for
+            left = 0.5 if asleep else 0.0 if self._ended else timeout - SHORT_WAIT
         line = self._expect(pattern, left) if left > 0 else None
         if line is not None:
             return line
         if not fail:
             return ""
-        reason = "it ended" if self._ended else f"nothing matched within {timeout * scale():.1f} s"
+        if asleep:
+            reason = (f"nothing matched within {SHORT_WAIT * scale():.1f} s, and then it was asleep in {asleep} with "
+                      f"no timeout: nothing but another event would wake it")
+        else:
+            reason = "it ended" if self._ended else f"nothing matched within {timeout * scale():.1f} s"
         head = msg + "\n  " if msg else ""
         self.vm.fail(self.explain(f"{head}Expected `{self.what}` to print a line matching /{pattern}/, but {reason}."))
         raise AssertionError("unreachable")
@@ -501,7 +497,7 @@ class VmLab:
                 if self.spec.reference:
                     # in a folder of the grader's alone (0700), not in the lab's (the student's)
                     private = Path(tempfile.mkdtemp(prefix=f"lab{self.spec.number:02d}-", dir=root.parent))
-                    board["reference"] = self._build_reference(private)
+                    board["reference"] = build_reference(self.spec.reference, self.spec.reference_module, private)
             except KmodError as e:
                 board["error"] = str(e)
 
@@ -516,7 +512,7 @@ class VmLab:
             self.programs[name] = self.build._compile(name)
         files: dict[str, Path] = {}
         for name in ("runas", *self.spec.helpers):
-            files[f"{GUEST_GRADER}/{name}"] = self._build_helper(name, root / "helpers")
+            files[f"{GUEST_GRADER}/{name}"] = build_helper(name, root / "helpers")
         for name in self.spec.harness:
             files[f"{GUEST_GRADER}/{name}.so"] = harness_library(name)
         lib = sigsafe_library()
@@ -638,12 +634,6 @@ class VmLab:
             return (None if ex.timed_out else ex.exitcode), clean_text(ex.stdout) + clean_text(ex.stderr)
 
         return build_module(src, out, w1=True, module=self.spec.module, runner=contained, cache=True)
-
-    def _build_reference(self, out: Path) -> Path:
-        return build_reference(self.spec.reference, self.spec.reference_module, out)
-
-    def _build_helper(self, name: str, out: Path) -> Path:
-        return build_helper(name, out)
 
     def close(self) -> None:
         if self.m is not None:
