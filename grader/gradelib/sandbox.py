@@ -484,18 +484,20 @@ class Contained:
             if self.popen.poll() is not None:
                 return
             why = None
-            pids = tree_pids(self.popen.pid)  # also what called setsid(): it stays below bwrap or the keeper
-            rss = pids_rss(pids)
-            if rss > self.limits.memory:
-                why = (f"its processes used more than {self.limits.memory >> 20} MiB of memory "
-                       f"({rss >> 20} MiB resident)")
-            elif len(pids) - own >= self.limits.processes or (
+            # Also what called setsid(): it stays below bwrap or the keeper.  The walk stops at the limit: a
+            # fork loop's hundreds of processes spin on fork() and leave this thread little of the CPU, so a
+            # look must cost as little as the verdict needs (a whole walk took it seconds to see the limit).
+            pids = tree_pids(self.popen.pid, limit=own + self.limits.processes)
+            if len(pids) - own >= self.limits.processes or (
                     len(pids) - own >= self.limits.processes // 2
                     and _count_processes(sandbox_uid()) >= self._nproc_limit):
                 # fork() fails with EAGAIN at RLIMIT_NPROC, which the program may ignore and loop on; the
                 # limit counts the user's other tasks too (another sandbox's, QEMU's threads as nobody)
                 why = (f"it started as many processes as it may run at once (the limit of {self.limits.processes} "
                        f"processes): a fork loop?")
+            elif (rss := pids_rss(pids)) > self.limits.memory:
+                why = (f"its processes used more than {self.limits.memory >> 20} MiB of memory "
+                       f"({rss >> 20} MiB resident)")
             else:
                 used, files = disk_usage(self.writable + self._shared_new(MAX_WATCHED_FILES + 1), MAX_WATCHED_FILES)
                 tmp_used, tmp_files = self._private_tmp_usage()

@@ -21,6 +21,8 @@ LONGEST = ["test_proof", "test_autograder", "test_batch", "test_containment", "t
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "alone: not run beside other tests (make test runs it in a pass of its own)")
+    # xdist's own marker, named here for a run without xdist (-p no:xdist), where pytest would warn of it
+    config.addinivalue_line("markers", "xdist_group(name): the tests of one group run in one process")
 
 
 def _rank(item: pytest.Item) -> int:
