@@ -84,8 +84,6 @@ STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
 INSMOD_TIMEOUT = 8.0
 # The sleep of a polling loop in the guest (a shell loop that has set i=0 d=10000): 10 ms for 30 looks, 20 ms
 # for 30 more, 50 ms for 20 more, then 100 ms.
-POLL_BACKOFF = ("usleep $d; i=$((i+1)); [ $i -lt 30 ] || d=20000; [ $i -lt 60 ] || d=50000; "
-                "[ $i -lt 80 ] || d=100000")
 SHORT_WAIT = 2.0  # GuestProc.expect(): seconds (scaled) before it looks whether the program is asleep for good
 MAX_RESTARTS = 6  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
 # After each test: every line of the board stopped, not bouncing, released, and its device plugged in
@@ -312,19 +310,14 @@ class GuestProc:
         program ended without printing one)."""
         timeout *= scale()
         pat = shlex.quote(pattern)
-        # Polls the file in the guest until a match, or until the program ended
-        # (exit 3); the agent kills the loop at the timeout.  Each look costs the guest's one CPU about
-        # 14 ms under TCG (tail and grep started): every 10 ms for the first 0.3 s, where the lines of a
-        # working program come, then less often (POLL_BACKOFF), so that a long wait does not eat the CPU
-        # that the program and the other VMs of the machine need.
-        script = (
-            f"i=0; d=10000; while :; do "
-            f"m=$(tail -n +{self.line + 1} {self.out} 2>/dev/null | grep -n -m1 -E {pat}) && {{ echo \"$m\"; exit 0; }}; "
-            f"if [ -e {self.base}.status ]; then "
-            f"m=$(tail -n +{self.line + 1} {self.out} | grep -n -m1 -E {pat}) && {{ echo \"$m\"; exit 0; }}; exit 3; fi; "
-            f"{POLL_BACKOFF}; done"
-        )
+        # grader/guest/waitline.c sleeps on inotify until the file grows or the program ends (exit 3); the
+        # agent kills it at the timeout.  (A loop of tail and grep cost the guest's one CPU about 10 ms a
+        # look under TCG, CPU that the program and the other VMs of the machine need.)
+        script = f"{GUEST_GRADER}/waitline {self.out} {self.line + 1} {pat} {self.base}.status"
         r = self.vm.run(script, timeout=timeout, what=f"waiting for the output of `{self.what}`", allow_timeout=True)
+        if r.status == 2:
+            self.vm.fail(f"The grader could not wait for the output of `{self.what}` (a grader problem, not your "
+                         f"code): {r.stderr.strip()[:300]}")
         self._ended = r.status == 3
         if r.status == 0 and ":" in r.stdout:
             no, _, text = r.stdout.strip().partition(":")
@@ -511,7 +504,7 @@ class VmLab:
         for name in self.spec.programs:
             self.programs[name] = self.build._compile(name)
         files: dict[str, Path] = {}
-        for name in ("runas", *self.spec.helpers):
+        for name in ("runas", "waitline", *self.spec.helpers):
             files[f"{GUEST_GRADER}/{name}"] = build_helper(name, root / "helpers")
         for name in self.spec.harness:
             files[f"{GUEST_GRADER}/{name}.so"] = harness_library(name)
