@@ -704,11 +704,14 @@ class VmLab:
         # (Without cgroup2 every process is in "/": the session alone tells.)
         alive = "".join(f"[ -e {p.base}.status ] || alive=\"$alive {p.cgroup[len('/sys/fs/cgroup'):] or '/'}:"
                         f"$(sid $(cat {p.base}.pid))\"; " for p in student)
-        # Only shell builtins per process (a fork and exec costs milliseconds under TCG).
+        # Only shell builtins per process (a fork and exec costs milliseconds under TCG).  The user's processes
+        # are looked for when the test started a program of the student's (the kernel formats every process's
+        # status for the grep: 100 ms under TCG); with none, the earlier test's end left none, and a module
+        # cannot start one (call_usermodehelper is refused: modcheck.py).
         users = (f"users() {{ for f in $(grep -l '^Uid:[[:space:]]*{STUDENT_UID}[[:space:]]' /proc/[0-9]*/status "
                  "2>/dev/null); do q=${f#/proc/}; q=${q%/status}; read -r l < /proc/$q/stat 2>/dev/null || continue; "
-                 "s=${l##*) }; [ \"${s%% *}\" = Z ] || echo $q; done; }; "
-                 "sid() { read -r l < /proc/$1/stat 2>/dev/null || return; s=${l##*) }; set -- $s; echo $4; }; ")
+                 "s=${l##*) }; [ \"${s%% *}\" = Z ] || echo $q; done; }; " if student else "users() { :; }; ")
+        users += "sid() { read -r l < /proc/$1/stat 2>/dev/null || return; s=${l##*) }; set -- $s; echo $4; }; "
         cgroups = " ".join(p.cgroup for p in student if p.cgroup)
         script = (
             f"{users}alive=''; {alive}"
