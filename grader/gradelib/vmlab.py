@@ -82,8 +82,6 @@ STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
 # How long an insmod of the student's module may take (scaled): its init and probe have nothing to
 # wait for.  One that does not return, or stops the kernel, ends the lab's use of the module at once.
 INSMOD_TIMEOUT = 8.0
-# The sleep of a polling loop in the guest (a shell loop that has set i=0 d=10000): 10 ms for 30 looks, 20 ms
-# for 30 more, 50 ms for 20 more, then 100 ms.
 SHORT_WAIT = 2.0  # GuestProc.expect(): seconds (scaled) before it looks whether the program is asleep for good
 MAX_RESTARTS = 6  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
 # After each test: every line of the board stopped, not bouncing, released, and its device plugged in
