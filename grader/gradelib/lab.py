@@ -184,11 +184,12 @@ class Proc:
     def close_stdin(self) -> None:
         self.c.close_stdin()
 
-    def kill(self, sig: int) -> None:
-        """Send sig; fail the test if the program had already ended (its output before this moment
-        does not count as a reaction: expect() and Outcome.after_signal look after it)."""
+    def kill(self, sig: int, code: int | None = None) -> None:
+        """Send sig (with `code`: a negative si_code, queued as sandbox.queue_signal does); fail the test if
+        the program had already ended (its output before this moment does not count as a reaction: expect()
+        and Outcome.after_signal look after it)."""
         mark = self.c.out.mark()
-        if not self.c.signal(sig):
+        if not self.c.signal(sig, code):
             out = self._finish(1.0)
             pytest.fail(out.explain(
                 f"The grader was about to send {signame(sig)} to `{self.what}`, but it had already ended: "
