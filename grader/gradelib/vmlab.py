@@ -82,7 +82,7 @@ STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
 # How long an insmod of the student's module may take (scaled): its init and probe have nothing to
 # wait for.  One that does not return, or stops the kernel, ends the lab's use of the module at once.
 INSMOD_TIMEOUT = 8.0
-SHORT_WAIT = 2.0  # GuestProc.expect(): seconds (scaled) before it looks whether the program is asleep for good
+SHORT_WAIT = 0.5  # GuestProc.expect(): seconds (scaled) before it looks whether the program is asleep for good
 MAX_RESTARTS = 6  # fresh VMs a lab may need after an Oops, a dead VM or a process stuck in the kernel
 # After each test: every line of the board stopped, not bouncing, released, and its device plugged in
 # (writes to the board's debugfs files by the shell's echo: no program to start per line).
@@ -270,17 +270,18 @@ class GuestProc:
         return ", ".join(sorted(set(calls)))
 
     def expect(self, pattern: str, timeout: float = 5.0, msg: str = "", fail: bool = True,
-               asleep_ends: bool | None = None) -> str:
+               asleep_ends: bool = True) -> str:
         """Wait for a line matching the (extended) regular expression after the last match; return it
         (with fail=False: "" when none came, and the test goes on).
 
-        asleep_ends (the default for the student's programs, not the grader's helpers): after 2 s (scaled)
-        with no such line, a program whose every thread sleeps with no timeout (asleep_for_good()) is not
-        waited for any longer: nothing but the grader's next event would wake it, and a starter or a stuck
-        program costs one short wait, not the whole timeout.  A test whose line comes from a timer the
-        program set (a timed wait) is not cut short: such a wait is not asleep for good."""
-        if asleep_ends is None:
-            asleep_ends = not self.helper
+        asleep_ends (the default): after SHORT_WAIT (scaled) with no such line, a program whose every thread
+        sleeps with no timeout (asleep_for_good()) is not waited for any longer: nothing but the grader's next
+        event would wake it, and a starter or a stuck program costs one short wait, not the whole timeout.
+        Every event a test makes has happened when its command returns (`button` waits for the board's edges,
+        and the interrupt handler runs in them); a signal on its way is pending, which is not asleep; a
+        driver's own timer (lab 4's debounce) fires within milliseconds.  A line that comes from a timer the
+        program set (a timed wait) is not cut short: such a wait is not asleep for good.  The same holds for
+        the grader's helpers: one asleep in sigwaitinfo() for a signal that did not come waits no longer."""
         left, asleep = timeout, ""
         if asleep_ends and timeout > SHORT_WAIT and self.pid:
             line = self._expect(pattern, SHORT_WAIT)
