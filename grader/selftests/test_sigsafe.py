@@ -134,7 +134,23 @@ def test_stdio_and_strerror_in_a_handler_are_reported(run) -> None:
     assert r.report == [line("strerror", "SIGINT", "on_int")], r.story()
 
 
-@pytest.mark.parametrize("what", ["printf", "puts", "malloc", "exit", "stdio", "strerror"])
+def test_unlocked_stdio_in_a_handler_is_reported(run) -> None:
+    r = run("calls", "handler", "unlocked")
+    assert r.code == 0 and "done" in r.stdout, r.story()
+    assert r.report == sorted(line(fn, "SIGINT", "on_int") for fn in
+                              ("fputs_unlocked", "fwrite_unlocked", "fflush_unlocked")), r.story()
+
+
+def test_the_err_and_error_families_in_a_handler_are_reported_and_still_print(run) -> None:
+    r = run("calls", "handler", "err")
+    assert r.code == 0 and "done" in r.stdout, r.story()
+    assert r.report == sorted(line(fn, "SIGINT", "on_int") for fn in
+                              ("warn", "warnx", "error", "error_at_line")), r.story()
+    for text in ("warn 2: Success", "warnx 2", ": error 2", ":calls.c:1: error_at_line 2: Interrupted"):
+        assert text in r.stderr, r.story()
+
+
+@pytest.mark.parametrize("what", ["printf", "puts", "malloc", "exit", "stdio", "strerror", "unlocked", "err"])
 def test_the_same_calls_in_main_are_not_reported(run, what: str) -> None:
     r = run("calls", "main", what)
     assert r.code == 0 and "the handler ran" in r.stdout and "done" in r.stdout, r.story()

@@ -61,6 +61,8 @@
 #undef _FORTIFY_SOURCE
 #include <dlfcn.h>
 #include <elf.h>
+#include <err.h>
+#include <error.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
@@ -1083,6 +1085,152 @@ WRAP(size_t, fread, (void *b, size_t n, size_t m, FILE *fp), (b, n, m, fp))
 WRAP(ssize_t, getline, (char **l, size_t *n, FILE *fp), (l, n, fp))
 WRAP(FILE *, popen, (const char *c, const char *m), (c, m))
 WRAP(int, pclose, (FILE *fp), (fp))
+
+/*
+ * stdio without the lock (unlocked_stdio(3)): the same buffer, updated with
+ * no protection at all, so no safer in a handler.  (glibc may inline
+ * getc_unlocked and putc_unlocked as macros: those calls are not seen.)
+ */
+#undef putc_unlocked
+#undef getc_unlocked
+#undef putchar_unlocked
+#undef getchar_unlocked
+#undef fputc_unlocked
+#undef fgetc_unlocked
+#undef fwrite_unlocked
+#undef fread_unlocked
+WRAP(int, fputs_unlocked, (const char *s, FILE *fp), (s, fp))
+WRAP(size_t, fwrite_unlocked, (const void *b, size_t n, size_t m, FILE *fp),
+     (b, n, m, fp))
+WRAP(int, fputc_unlocked, (int c, FILE *fp), (c, fp))
+WRAP(int, putc_unlocked, (int c, FILE *fp), (c, fp))
+WRAP(int, putchar_unlocked, (int c), (c))
+WRAP(int, fflush_unlocked, (FILE *fp), (fp))
+WRAP(char *, fgets_unlocked, (char *s, int n, FILE *fp), (s, n, fp))
+WRAP(size_t, fread_unlocked, (void *b, size_t n, size_t m, FILE *fp),
+     (b, n, m, fp))
+WRAP(int, fgetc_unlocked, (FILE *fp), (fp))
+WRAP(int, getc_unlocked, (FILE *fp), (fp))
+WRAP(int, getchar_unlocked, (void), ())
+
+/*
+ * err(3) and error(3): they print with stdio (and err, errx, and error with
+ * a status, call exit()).  err, errx, warn and warnx pass their arguments
+ * to the v-variants; error() and error_at_line() have none in glibc, so
+ * they are done here as glibc does them, with the real stdio functions
+ * (this library's wrappers do not report calls made inside a wrapper).
+ */
+WRAP_VOID(vwarn, (const char *f, va_list ap), (f, ap))
+WRAP_VOID(vwarnx, (const char *f, va_list ap), (f, ap))
+
+#define WRAP_ERR(fn, vfn, noreturn)					\
+void fn(const char *f, ...)						\
+{									\
+	va_list ap;							\
+	enter(#fn);							\
+	va_start(ap, f);						\
+	GET(vfn)(f, ap);						\
+	va_end(ap);							\
+	leave();							\
+	noreturn;							\
+}
+
+REAL(verr);
+REAL(verrx);
+void verr(int status, const char *f, va_list ap)
+{
+	enter("verr");
+	GET(verr)(status, f, ap);
+	__builtin_unreachable();
+}
+
+void verrx(int status, const char *f, va_list ap)
+{
+	enter("verrx");
+	GET(verrx)(status, f, ap);
+	__builtin_unreachable();
+}
+
+WRAP_ERR(warn, vwarn, (void)0)
+WRAP_ERR(warnx, vwarnx, (void)0)
+
+void err(int status, const char *f, ...)
+{
+	va_list ap;
+
+	enter("err");
+	va_start(ap, f);
+	GET(verr)(status, f, ap);
+	__builtin_unreachable();
+}
+
+void errx(int status, const char *f, ...)
+{
+	va_list ap;
+
+	enter("errx");
+	va_start(ap, f);
+	GET(verrx)(status, f, ap);
+	__builtin_unreachable();
+}
+
+/* The end of error() and error_at_line() (glibc's misc/error.c). */
+static void error_tail(int status, int errnum, const char *f, va_list ap)
+{
+	vfprintf(stderr, f, ap);
+	error_message_count++;
+	if (errnum)
+		fprintf(stderr, ": %s", strerror(errnum));
+	putc('\n', stderr);
+	fflush(stderr);
+	if (status)
+		exit(status);
+}
+
+void error(int status, int errnum, const char *f, ...)
+{
+	va_list ap;
+
+	enter("error");
+	fflush(stdout);
+	if (error_print_progname)
+		error_print_progname();
+	else
+		fprintf(stderr, "%s: ", program_invocation_name);
+	va_start(ap, f);
+	error_tail(status, errnum, f, ap);
+	va_end(ap);
+	leave();
+}
+
+void error_at_line(int status, int errnum, const char *file, unsigned int line,
+		   const char *f, ...)
+{
+	static const char *old_file;
+	static unsigned int old_line;
+	va_list ap;
+
+	enter("error_at_line");
+	if (error_one_per_line) {
+		if (old_line == line && (file == old_file || (old_file && file &&
+					 strcmp(old_file, file) == 0))) {
+			leave();
+			return;
+		}
+		old_file = file;
+		old_line = line;
+	}
+	fflush(stdout);
+	if (error_print_progname)
+		error_print_progname();
+	else
+		fprintf(stderr, "%s:", program_invocation_name);
+	fprintf(stderr, file ? "%s:%u: " : " ", file, line);
+	va_start(ap, f);
+	error_tail(status, errnum, f, ap);
+	va_end(ap);
+	leave();
+}
 
 /*
  * leaving the process: exit() runs atexit handlers and flushes stdio;

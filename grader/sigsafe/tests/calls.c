@@ -7,12 +7,16 @@
  *                   writes only
  *   WHAT   printf, puts (printf("...\n"), which the compiler makes puts()),
  *          malloc (malloc and free), exit, stdio (fopen, fputs, fclose),
- *          strerror, safe (write, read, sigprocmask, kill, getpid, time, ...),
- *          _exit
+ *          strerror, unlocked (fputs_unlocked, fwrite_unlocked,
+ *          fflush_unlocked on a stream main opened), err (warn, warnx, error,
+ *          error_at_line; none of them exits), safe (write, read,
+ *          sigprocmask, kill, getpid, time, ...), _exit
  * The program ends by writing "done" (or the handler ends it for exit/_exit).
  */
 #define _GNU_SOURCE
+#include <err.h>
 #include <errno.h>
+#include <error.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +29,8 @@ static const char *what;
 static int in_handler;
 static char *volatile keep;	/* stops the compiler from removing malloc/free */
 static volatile sig_atomic_t caught;
+static FILE *sink;		/* /dev/null, opened by main */
+static const char *volatile text = "text";	/* not a constant: no inlining */
 
 static void die(const char *msg)
 {
@@ -59,6 +65,15 @@ static void calls(int sig)
 			fputs("x", f);
 			fclose(f);
 		}
+	} else if (strcmp(what, "unlocked") == 0) {
+		fputs_unlocked(text, sink);
+		fwrite_unlocked(text, 1, strlen(text), sink);
+		fflush_unlocked(sink);
+	} else if (strcmp(what, "err") == 0) {
+		warn("warn %d", sig);
+		warnx("warnx %d", sig);
+		error(0, 0, "error %d", sig);
+		error_at_line(0, EINTR, "calls.c", 1, "error_at_line %d", sig);
 	} else if (strcmp(what, "strerror") == 0) {
 		keep = strerror(EINTR);
 	} else if (strcmp(what, "safe") == 0) {
@@ -112,6 +127,9 @@ int main(int argc, char *argv[])
 	}
 	in_handler = strcmp(argv[1], "handler") == 0;
 	what = argv[2];
+	sink = fopen("/dev/null", "w");
+	if (sink == NULL)
+		die("/dev/null");
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
