@@ -614,6 +614,8 @@ def _grade_stream(a: argparse.Namespace, sub: Path, junit: Path, how: Rerun) -> 
         if line.startswith("NOTE "):
             print(f"  ... {line[5:]}", flush=True)
             return
+        if line.startswith("TEST "):
+            return  # each test is printed when it ends
         mark, lab, task, pts, name = (line.split(" ", 4) + [""] * 5)[:5]
         print(f"  {mark} lab {lab} task {task:>2}  {pts:>6}  {name}", flush=True)
 
@@ -660,6 +662,8 @@ def _grade_labs(a: argparse.Namespace, sub: Path, out: Path, junit: Path,
         def progress(line: str) -> None:
             if line.startswith("NOTE "):
                 live.say(n, line[5:], plain=True)
+            elif line.startswith("TEST "):
+                live.testing(n, line[5:])
             else:
                 live.test_done(n)
 

@@ -241,6 +241,25 @@ def _left_behind(top: Path) -> list[str]:
     return [ln for ln in res.stdout.splitlines() if "pgrep" not in ln]
 
 
+def test_off_a_terminal_a_long_test_is_named_every_heartbeat_and_notes_name_their_lab_once() -> None:
+    """A student's pipe (CI, a log) must not stay silent while a VM test waits: after `heartbeat` seconds
+    without a line, the lab's current test is printed; a test that starts prints nothing by itself."""
+    import io
+
+    from gradelib.view import Live
+    out = io.StringIO()
+    live = Live(stream=out, tty=False, heartbeat=1.0)
+    live.say(3, "lab 3: booting the VM ...")
+    live.testing(3, "test_a_press_sends_sigio_to_the_registered_owner")
+    assert out.getvalue() == "  lab 3: booting the VM ...\n"
+    time.sleep(2.5)
+    live.finish(3, "0/100 in 3 s")
+    live.clear()
+    lines = out.getvalue().splitlines()
+    assert any(ln.startswith("  lab 3: test_a_press_sends_sigio_to_the_registered_owner") for ln in lines), lines
+    assert lines[-1] == "  lab 3: 0/100 in 3 s" and not any("lab 3: lab 3" in ln for ln in lines), lines
+
+
 def test_watch_grades_again_after_a_save_and_stops_cleanly(tmp_path: Path) -> None:
     sub = tmp_path / "sub"
     shutil.copytree(REPO / "labs" / "01-signal", sub / "01-signal")
