@@ -11,8 +11,11 @@
    good before exec: supplementary groups, then the group, then the user,
    and checks that root cannot be regained.
 
-   It also sets what a test asks for, so that neither the shell that
-   starts it nor this helper are affected:
+   It starts the program as a shell in the foreground would: every
+   signal's action the default, none blocked (the grader's shell starts it
+   in the background, where SIGINT and SIGQUIT are ignored).  It also sets
+   what a test asks for, so that neither the shell that starts it nor this
+   helper are affected:
 
        -e NAME=VALUE     put NAME=VALUE in the program's environment
                          (LD_PRELOAD: set here, it does not apply to runas
@@ -44,6 +47,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,6 +266,22 @@ main(int argc, char *argv[])
     for (int i = 0; i < nenv; i++)
         if (putenv(env[i]) != 0)
             fail("putenv");
+
+    /* As a shell starts a program in the foreground: every signal's action
+       the default and none blocked.  The grader's shell starts it in the
+       background, where SIGINT and SIGQUIT are ignored (a shell without job
+       control does that for `cmd &`): a program that never installs a
+       handler would survive SIGINT here and not at the student's terminal. */
+    {
+        sigset_t none;
+
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP)
+                (void) signal(sig, SIG_DFL);        /* EINVAL for glibc's own: fine */
+        sigemptyset(&none);
+        if (sigprocmask(SIG_SETMASK, &none, NULL) == -1)
+            fail("sigprocmask");
+    }
 
     {
         const char *prog = argv[optind];
