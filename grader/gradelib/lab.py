@@ -2,12 +2,14 @@
 run contained, with outcomes that explain themselves to a student."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -443,19 +445,31 @@ def _libs() -> Path:
     return _libdir
 
 
-def _build_shared(name: str, sources: list[Path], ldflags: list[str]) -> Path:
-    out = _libs() / f"{name}.so"
+def built_once(name: str, sources: list[Path], flags: list[str], libs: tuple[str, ...] = (),
+               folder: Path | None = None) -> Path:
+    """`gcc FLAGS -o OUT SOURCES LIBS` for one of the grader's own programs or libraries, in the library
+    folder (or `folder`), named by a digest of the command and the sources: in a folder shared by several
+    gradings (GRADER_LIBS: cli.shared_libs()) each is built once, and a changed source is built anew."""
+    h = hashlib.sha256("\0".join([*flags, *libs]).encode())
+    for src in sources:
+        h.update(src.read_bytes())
+    stem, dot, ext = name.partition(".")
+    out = (folder or _libs()) / f"{stem}-{h.hexdigest()[:16]}{dot}{ext}"
     if out.exists():
         return out
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    cmd = ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(tmp),
-           *map(str, sources), *ldflags]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.{threading.get_ident()}")
+    res = subprocess.run(["gcc", *flags, "-o", str(tmp), *map(str, sources), *libs], capture_output=True, text=True)
     if res.returncode != 0:
-        raise RuntimeError(f"grader bug: cannot build {name}.so:\n{res.stderr[-2000:]}")
+        raise RuntimeError(f"grader bug: cannot build {name}:\n{res.stderr[-2000:]}")
     os.chmod(tmp, 0o755)
-    tmp.rename(out)
+    tmp.rename(out)  # atomic: a grading beside this one sees the whole file or none
     return out
+
+
+def _build_shared(name: str, sources: list[Path], ldflags: list[str]) -> Path:
+    return built_once(f"{name}.so", sources, ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror"],
+                      tuple(ldflags))
 
 
 def sigsafe_library() -> Path | None:

@@ -56,7 +56,8 @@ class GraderState:
         self.own_scratch = given is None
         self.scratch = Path(given) if given else Path(tempfile.mkdtemp(prefix="grade-"))
         os.chmod(self.scratch, 0o755)
-        set_library_dir(self.scratch / "libs")
+        # the grader's own builds: a folder shared with the gradings beside this one (cli.shared_libs), or its own
+        set_library_dir(Path(os.environ["GRADER_LIBS"]) if os.environ.get("GRADER_LIBS") else self.scratch / "libs")
         self.builds: dict[int, LabBuild] = {}
         self.results: dict[str, Result] = {}
         fd = config.getoption("progress_fd")

@@ -54,8 +54,8 @@ from typing import Iterator
 import pytest
 
 from . import diagnose, kcontext, oopsmap, sandbox
-from .lab import (GRADER, REPO, SIGNAL_HINTS, BuildFailed, split_sigsafe, LabBuild, LabSpec, _indent, harness_library,
-                  sigsafe_library, signame)
+from .lab import (GRADER, REPO, SIGNAL_HINTS, BuildFailed, split_sigsafe, LabBuild, LabSpec, _indent, built_once,
+                  harness_library, sigsafe_library, signame)
 from .modcheck import check_imports
 from .progress import note
 from .timescale import after_boot, scale
@@ -399,15 +399,14 @@ def build_reference(folder: str, module: str, out: Path) -> Path:
     return build_as(REFERENCES / folder, out, module)
 
 
-def build_helper(name: str, out: Path) -> Path:
-    """The grader's guest program grader/guest/NAME.c, built for the VM in `out`."""
-    out.mkdir(parents=True, exist_ok=True)
+def build_helper(name: str, out: Path | None = None) -> Path:
+    """The grader's guest program grader/guest/NAME.c, built for the VM (in the library folder, once for the
+    gradings that share it: lab.built_once; or in `out`)."""
     src = GUEST_SRC / f"{name}.c"
-    exe = out / name
-    res = subprocess.run(["gcc", *HELPER_CFLAGS, "-o", str(exe), str(src)], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"grader bug: the helper {name} does not build:\n{res.stderr[-2000:]}")
-    return exe
+    try:
+        return built_once(name, [src], HELPER_CFLAGS, folder=out)
+    except RuntimeError as e:
+        raise RuntimeError(f"grader bug: the helper {name} does not build: {e}") from None
 
 
 @contextmanager
@@ -504,7 +503,7 @@ class VmLab:
             self.programs[name] = self.build._compile(name)
         files: dict[str, Path] = {}
         for name in ("runas", "waitline", *self.spec.helpers):
-            files[f"{GUEST_GRADER}/{name}"] = build_helper(name, root / "helpers")
+            files[f"{GUEST_GRADER}/{name}"] = build_helper(name)
         for name in self.spec.harness:
             files[f"{GUEST_GRADER}/{name}.so"] = harness_library(name)
         lib = sigsafe_library()
