@@ -319,6 +319,13 @@ def rerun_command(x: dict, how: Rerun) -> str:
     return f"grader/grade --lab {x['lab']} -k {x['name']}{sub}"
 
 
+def task_command(lab: int, task: int, how: Rerun) -> str:
+    """The command that grades one task of a lab, the way the student ran the grader."""
+    if how.make:
+        return f"make grade LAB={lab} TASK={task}" + (f" SUBMISSION={how.submission}" if how.submission else "")
+    return f"grader/grade --lab {lab} --task {task}" + (f" {how.submission}" if how.submission else "")
+
+
 def whole_lab_command(lab: int, how: Rerun) -> str:
     """The command that grades all of a lab, the way the student ran the grader."""
     if how.make:

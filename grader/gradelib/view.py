@@ -17,13 +17,15 @@ import threading
 import time
 from typing import TextIO
 
-from .cli import Rerun, Summary, _kernel_trouble, by_task, lab_title, rerun_command, shared_causes, task_titles
+from .cli import (Rerun, Summary, _kernel_trouble, by_task, lab_title, rerun_command, shared_causes, task_command,
+                  task_titles)
 
 SCREEN_ROWS = 60
 SCREEN_COLS = 80
 # Rows of the screen that are not the view's: the "Grading ..." line and make's "Error 1" line, and one
 # for the prompt after it.
 OTHER_ROWS = 3
+MESSAGE_ROWS = 3  # of the first failing test's message, at least, in the short view
 
 
 def rows(text: str, cols: int = SCREEN_COLS) -> int:
@@ -202,6 +204,7 @@ def render_short(s: Summary, how: Rerun, cached: dict[int, float] | None = None,
     body.extend(shared_causes(rs))
     tasks = by_task(rs)
     step = None
+    blocks: list[tuple[list[str], list[str]]] = []  # per task with failures: its lines, and its line when cut
     for t in sorted(tasks):
         failing = [x for x in tasks[t] if x["outcome"] != "passed"]
         if not failing:
@@ -209,8 +212,9 @@ def render_short(s: Summary, how: Rerun, cached: dict[int, float] | None = None,
         title = titles.get(t, (f"Task {t}", 0))[0]
         tg = sum(x["points"] for x in tasks[t] if x["outcome"] == "passed")
         tt = sum(x["points"] for x in tasks[t])
-        body.append(f"  Task {t}: {title}"[:width - 1].ljust(width) + f"{tg:>4}/{tt}")
-        body.extend(f"    {rerun_command(x, how)}" for x in failing)
+        line = f"  Task {t}: {title}"[:width - 1].ljust(width) + f"{tg:>4}/{tt}"
+        blocks.append(([line, *(f"    {rerun_command(x, how)}" for x in failing)],
+                       [line, f"    {len(failing)} failing tests: {task_command(first, t, how)}"]))
         step = step or (t, title, failing[0])
     tail: list[str] = [""]
     if step is None and prereq is not None:
@@ -229,6 +233,13 @@ def render_short(s: Summary, how: Rerun, cached: dict[int, float] | None = None,
     if cached:
         end.append("  Labs marked unchanged were not graded again: "
                    + ("make grade FRESH=1" if how.make else "grader/grade --fresh") + " grades every lab anew.")
+    # Too many failing tests for one screen (an untouched lab): the last tasks' tests give way to one line per
+    # task that says how to grade that task, until the rest and MESSAGE_ROWS of the message fit.
+    for i in range(len(blocks) - 1, 0, -1):
+        if rows("\n".join(head + body + [ln for b in blocks for ln in b[0]] + tail + end), cols) + MESSAGE_ROWS <= budget:
+            break
+        blocks[i] = (blocks[i][1], blocks[i][1])
+    body += [ln for b in blocks for ln in b[0]]
     # The message gets the rows that are left; a cut says so.
     left = budget - rows("\n".join(head + body + tail + end), cols)
     shown: list[str] = []
