@@ -239,6 +239,7 @@ def render_short(s: Summary, how: Rerun, cached: dict[int, float] | None = None,
         if rows("\n".join(head + body + [ln for b in blocks for ln in b[0]] + tail + end), cols) + MESSAGE_ROWS <= budget:
             break
         blocks[i] = (blocks[i][1], blocks[i][1])
+        body[1] = f"Lab {first}: what still fails (each command reruns one test, or one task's tests):"
     body += [ln for b in blocks for ln in b[0]]
     # The message gets the rows that are left; a cut says so.
     left = budget - rows("\n".join(head + body + tail + end), cols)

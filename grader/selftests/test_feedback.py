@@ -44,12 +44,15 @@ def starter_lab1(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.C
 
 def test_each_failing_test_comes_with_the_command_that_reruns_it(starter_lab1) -> None:
     res, out = starter_lab1
-    failing = [t["name"].split(": ", 1)[1] for t in json.loads((out / "results.json").read_text())["tests"]
-               if t["status"] == "failed"]
+    failing = [(t["name"].split(": ", 1)[1], next((g.split()[1] for g in t["tags"] if g.startswith("task ")), "-"))
+               for t in json.loads((out / "results.json").read_text())["tests"] if t["status"] == "failed"]
     assert failing, res.stdout
-    for name in failing:
-        assert re.search(rf"^\s+grader/grade --lab 1 -k {name}$", res.stdout, re.M), \
-            f"no rerun command for {name}:\n{res.stdout}"
+    for name, task in failing:
+        # Its own command, or (when the failing tests do not fit one screen) its task's, with the count.
+        n = sum(t == task for _, t in failing)
+        assert re.search(rf"^\s+grader/grade --lab 1 -k {name}$", res.stdout, re.M) or \
+            re.search(rf"^\s+{n} failing tests: grader/grade --lab 1 --task {task}$", res.stdout, re.M), \
+            f"no rerun command for {name} (task {task}):\n{res.stdout}"
     assert "report.txt" in res.stdout
 
 

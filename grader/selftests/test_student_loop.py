@@ -235,6 +235,26 @@ def test_the_short_view_shows_the_first_unfinished_labs_failures_and_the_next_st
     assert rows(text) <= SCREEN_ROWS
 
 
+def test_failing_tests_that_do_not_fit_one_screen_give_way_to_their_tasks_command() -> None:
+    """An untouched lab with many tests: the last tasks' tests are replaced by one line per task that
+    says how many fail and grades that task; the first task keeps its tests, and the header says so."""
+    from gradelib.view import render_short, rows
+    results = []
+    for task in (1, 2, 3):
+        for i in range(12):
+            r = _result(1, False, f"test_task{task}_number_{i}")
+            r.update(folder="01-signal", task=task, message=f"cause {task}.{i}")
+            results.append(r)
+    s = Summary(score=0, max_score=360, results=results)
+    text = render_short(s, cli.Rerun(make=True), budget=40)
+    assert rows(text) <= 40, text
+    assert "make grade LAB=1 TEST=test_task1_number_0" in text, "the first task's tests stay"
+    assert "12 failing tests: make grade LAB=1 TASK=3" in text and "test_task3_number_0" not in text, text
+    assert "or one task's tests" in text, "the header says what a task's line reruns"
+    roomy = render_short(s, cli.Rerun(make=True), budget=200)
+    assert "TASK=" not in roomy and "each command reruns one test" not in roomy, roomy
+
+
 def _left_behind(top: Path) -> list[str]:
     """Processes whose command line names a path below `top` (the grader, its pytest, their programs)."""
     res = subprocess.run(["pgrep", "-af", str(top)], capture_output=True, text=True)
