@@ -771,7 +771,7 @@ struct ev {
     long long ns;
     enum kind kind;
     int sig, pid, code, result;
-    char how[24];               /* take: handler, default action, ... */
+    char how[72];               /* take: handler, default action, ... */
 };
 
 static struct ev *evs;
@@ -897,6 +897,19 @@ readTrace(void)
                     snprintf(evs[i].how, sizeof(evs[i].how), "%s", e.how);
                     goto next;
                 }
+            }
+            /* A SIGKILL delivered where the last signal generated for the process was another one:
+               complete_signal() found that one fatal (default action, not blocked) and made the
+               whole process exit with SIGKILL; the signal itself is never taken. */
+            for (int i = nevs - 1; e.sig == SIGKILL && i >= 0 && i >= nevs - 64; i--) {
+                char sb[32];
+
+                if (evs[i].kind != K_GEN || evs[i].pid != e.pid)
+                    continue;
+                if (evs[i].sig != SIGKILL)
+                    snprintf(e.how, sizeof(e.how), "%s was fatal: complete_signal() kills the process",
+                             sigName(evs[i].sig, sb, sizeof(sb)));
+                break;
             }
         }
         addEv(e);

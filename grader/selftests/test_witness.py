@@ -123,3 +123,13 @@ def test_sigtrace_says_how_to_use_it(vm: Machine) -> None:
     r = vm.run("sigtrace bogus")
     assert r.status == 2 and "Usage:" in r.stderr
     assert REPO.joinpath("vm", "sigtrace.c").is_file()
+
+
+def test_a_fatal_signal_is_shown_as_the_sigkill_it_became(vm: Machine) -> None:
+    """complete_signal() ends a process whose fatal signal it generates with SIGKILL: the timeline's
+    `deliver SIGKILL` names the signal that was fatal, and that signal is never taken."""
+    vm.check("sigtrace start")
+    pid = int(vm.check("sleep 30 & p=$!; usleep 100000; kill -TERM $p; wait $p; echo $p").split()[-1])
+    shown = vm.check(f"sigtrace show -t -p {pid}")
+    assert "SIGTERM was fatal: complete_signal() kills the process" in parse(shown).timeline, shown
+    assert parse(shown).count(pid, "SIGTERM").taken == 0, shown
