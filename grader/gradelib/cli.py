@@ -679,8 +679,8 @@ def _grade_labs(a: argparse.Namespace, sub: Path, out: Path, junit: Path,
     live = Live(quiet=a.quiet)
     what = f"lab {a.lab}" if a.lab else "all labs"
     print(f"Grading {what} in {_shown_path(sub)}"
-          + (f" ({len(entries)} unchanged: {', '.join(map(str, sorted(entries)))})" if entries and todo else "")
-          + (": nothing changed since the last grading" if not todo else ""), flush=True)
+          + (f" ({len(entries)} with files graded before: {', '.join(map(str, sorted(entries)))})" if entries and todo else "")
+          + (": every lab's files were graded before" if not todo else ""), flush=True)
     # Side by side under bubblewrap (each grading in namespaces of its own); one at a time in the
     # fallback, where two gradings would share the sandbox's user (grader/README.md, Containment).
     jobs = a.jobs or (os.cpu_count() or 1)

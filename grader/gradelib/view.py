@@ -180,7 +180,7 @@ def render_short(s: Summary, how: Rerun, cached: dict[int, float] | None = None,
         rs = labs[n]
         got = sum(x["points"] for x in rs if x["outcome"] == "passed")
         tot = sum(x["points"] for x in rs)
-        note = ("unchanged since " + time.strftime("%H:%M", time.localtime(cached[n]))) if n in cached else ""
+        note = ("same files as at " + time.strftime("%H:%M", time.localtime(cached[n]))) if n in cached else ""
         head.append(_lab_line(n, rs[0]["folder"], got, tot, width, note))
         if first is None and any(x["outcome"] != "passed" for x in rs):
             first = n
@@ -231,7 +231,7 @@ def render_short(s: Summary, how: Rerun, cached: dict[int, float] | None = None,
     end = [f"  Every message: {how.report}; every test as it runs: "
            + ("make grade V=1" if how.make else "grader/grade --verbose") + "."]
     if cached:
-        end.append("  Labs marked unchanged were not graded again: "
+        end.append("  Labs marked \"same files\" were not graded again: "
                    + ("make grade FRESH=1" if how.make else "grader/grade --fresh") + " grades every lab anew.")
     # Too many failing tests for one screen (an untouched lab): the last tasks' tests give way to one line per
     # task that says how to grade that task, until the rest and MESSAGE_ROWS of the message fit.
