@@ -72,9 +72,12 @@ def signame(sig: int) -> str:
     return name
 
 
-def tail(text: str, lines: int = 12, chars: int = 1500) -> str:
-    t = "\n".join(text.rstrip("\n").splitlines()[-lines:])
-    return t[-chars:]
+def tail(text: str, lines: int = 12, chars: int = 1500, width: int = 200) -> str:
+    """The last `lines` lines of a program's output for a message; a line longer than `width` is cut
+    and says so, and the whole is at most about `chars` characters."""
+    cut = [ln if len(ln) <= width else f"{ln[:width - 30]} ... (the line goes on)"
+           for ln in text.rstrip("\n").splitlines()[-lines:]]
+    return "\n".join(cut)[-chars:]
 
 
 @dataclass

@@ -55,7 +55,7 @@ import pytest
 
 from . import diagnose, kcontext, oopsmap, sandbox
 from .lab import (GRADER, REPO, SIGNAL_HINTS, BuildFailed, split_sigsafe, LabBuild, LabSpec, _indent, built_once,
-                  harness_library, sigsafe_library, signame)
+                  harness_library, sigsafe_library, signame, tail)
 from .modcheck import check_imports
 from .progress import note
 from .timescale import after_boot, scale
@@ -79,6 +79,7 @@ GUEST_SRC = GRADER / "guest"  # the grader's guest programs, one .c file each
 REFERENCES = GRADER / "reference"  # earlier labs' drivers, generated from their solutions
 HELPER_CFLAGS = ["-O1", "-Wall", "-Wextra", "-Werror"]
 STUDENT_UID = 1000  # runas.c: student programs run as this user in the VM
+OUTPUT_LIMIT = 16 << 20  # runas.c: RLIMIT_FSIZE of a student program in the VM (its output file too)
 # How long an insmod of the student's module may take (scaled): its init and probe have nothing to
 # wait for.  One that does not return, or stops the kernel, ends the lab's use of the module at once.
 INSMOD_TIMEOUT = 8.0
@@ -192,6 +193,9 @@ class GuestProc:
         if status > 128:
             sig = status - 128
             hint = SIGNAL_HINTS.get(sig, "")
+            if sig == signal.SIGXFSZ:
+                hint = (f"it wrote more than {OUTPUT_LIMIT >> 20} MB, the limit on a program's output and files in the "
+                        "VM: a loop that prints without end?")
             if sig == signal.SIGIO and re.search(r"^event \d+", self.output(), re.M):
                 hint = ("SIGIO's default action terminates the process; its handler had run before (it reported "
                         "events), so the handler was reset to SIG_DFL after one delivery: SA_RESETHAND, or signal() "
@@ -240,8 +244,7 @@ class GuestProc:
             parts.append("  What happened: " + self.describe(st) + ".")
             text = self.output()
             if text.strip():
-                tail = "\n".join(text.rstrip("\n").splitlines()[-12:])[-1500:]
-                parts.append(f"  Its output (last lines):\n{_indent(tail)}")
+                parts.append(f"  Its output (last lines):\n{_indent(tail(text))}")
             else:
                 parts.append("  It printed nothing.")
             found, _, _ = self._sigsafe_log()

@@ -40,6 +40,11 @@
                          the line "sigsafe-log: closed while the program
                          ran"; at the end it adds "sigsafe-log: end".
 
+   Whatever it is asked, the program may write files of at most
+   OUTPUT_LIMIT bytes (RLIMIT_FSIZE, soft and hard): its output goes to a
+   file in the VM's memory, and an endless line must end in SIGXFSZ, not
+   in a guest out of memory.
+
    Usage: runas [-e NAME=VALUE]... [-l sigpending=N] [-d DIR] [-a ARGV0]
                 [-c CGROUP] [-s LOG] -- PROGRAM [ARG...]
 */
@@ -61,6 +66,7 @@
 #define STUDENT_UID 1000
 #define STUDENT_GID 1000
 #define MAX_ENV 16
+#define OUTPUT_LIMIT (16 << 20)  /* bytes: a file the program writes, its output too */
 #define SIGSAFE_FD 255          /* grader/sigsafe/sigsafe.c looks for its log here */
 #define PF_EXITING 0x4          /* include/linux/sched.h: the task has begun to exit */
 
@@ -251,6 +257,12 @@ main(int argc, char *argv[])
         fail(dir);
     umask(022);                 /* the grader's shell keeps its files to itself (077) */
 
+    {   /* after the log's reader started: it is root's, not limited */
+        struct rlimit rl = { OUTPUT_LIMIT, OUTPUT_LIMIT };
+
+        if (setrlimit(RLIMIT_FSIZE, &rl) == -1)
+            fail("setrlimit RLIMIT_FSIZE");
+    }
     /* Groups first: once the uid is not 0 they can no longer be changed. */
     if (setgroups(0, NULL) == -1)
         fail("setgroups");
