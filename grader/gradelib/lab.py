@@ -233,7 +233,21 @@ class Proc:
     def output(self) -> str:
         return clean_text(self.c.stdout_snapshot())
 
-    def wait(self, timeout: float = 10.0) -> Outcome:
+    def wait(self, timeout: float = 10.0, hang_ends: bool = False) -> Outcome:
+        """Its end, or the timeout's.  hang_ends, for a program that makes no threads: seen asleep in
+        futex() with no timeout, on the same word, using no CPU for 0.3 s, it has deadlocked on a lock it
+        holds itself (no thread of its own can release it; AddressSanitizer's RSS watch is a thread that
+        only sleeps in nanosleep()): it is stopped then (`stopped` says so, `state` where it was)."""
+        if hang_ends:
+            st = diagnose.futex_stall(self.pid, timeout * scale(), settle=0.3 * scale())
+            if st is not None and diagnose.untimed_wait(st) and diagnose.others_only_sleep(self.pid):
+                out = self._finish(0.0)
+                if out.timed_out:  # still there: stopped by the grader, not by a timeout of its own
+                    out.timed_out, out.state = False, st
+                    out.stopped = (f"but {st.describe()}: with no thread of its own to release it and no "
+                                   f"timeout it could never wake "
+                                   f"(the same futex word, no CPU used, for {0.3 * scale():.1f} s)")
+                return out
         return self._finish(timeout)
 
     def _finish(self, timeout: float) -> Outcome:

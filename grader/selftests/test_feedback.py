@@ -204,3 +204,25 @@ def test_a_program_is_asleep_for_good_only_in_a_wait_with_no_timeout(status: str
     """What lets a VM test stop waiting for a line early (GuestProc.expect): every thread in such a wait."""
     from gradelib import diagnose
     assert diagnose.untimed_wait(diagnose.parse(status, syscall=syscall)) == asleep
+
+
+def test_a_program_deadlocked_on_its_own_lock_is_seen_in_a_fraction_of_a_second(tmp_path: Path) -> None:
+    """Proc.wait(hang_ends=True), as lab 1's ticker tests use it: a program whose one thread waits in futex()
+    for a lock it holds itself is stopped at once, even beside the sanitizers' sleeping background thread,
+    and the state shown does not blame that thread (no "waiting for its other thread")."""
+    from gradelib import diagnose
+    src = tmp_path / "selflock.c"
+    src.write_text("#include <pthread.h>\n#include <unistd.h>\nstatic pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;\n"
+                   "int main(void) { pthread_mutex_lock(&m); pthread_mutex_lock(&m); return 0; }\n")
+    exe = tmp_path / "selflock"
+    subprocess.run(["gcc", "-fsanitize=address", "-o", str(exe), str(src)], check=True)
+    p = subprocess.Popen([str(exe)], env=dict(os.environ, ASAN_OPTIONS="hard_rss_limit_mb=1024"))
+    try:
+        st = diagnose.futex_stall(p.pid, 20, settle=0.3)
+        assert st is not None and diagnose.untimed_wait(st) == "futex()", st
+        assert len(os.listdir(f"/proc/{p.pid}/task")) == 2, "hard_rss_limit_mb starts ASan's background thread"
+        assert diagnose.others_only_sleep(p.pid), "ASan's RSS watch is a thread that only sleeps"
+        assert "other thread" not in diagnose.snapshot(p.pid).describe()
+    finally:
+        p.kill()
+        p.wait()

@@ -461,8 +461,8 @@ HANG = ("ticker hung in a lock: a SIGALRM handler that calls printf() can interr
 
 def _ticker(lab) -> tuple[Outcome, int, int, int]:
     """ticker -o /dev/null 300, which must end by itself; its summary: (lines, ticks, reported by main)."""
-    out = lab.spawn("ticker", "-o", "/dev/null", "300").wait(timeout=10)
-    if out.timed_out:
+    out = lab.spawn("ticker", "-o", "/dev/null", "300").wait(timeout=10, hang_ends=True)
+    if out.timed_out or out.stopped:
         pytest.fail(out.explain(HANG if out.state is not None and out.state.in_futex else
                                 "ticker should stop by itself after 300 ticks (0.3 s at one tick a millisecond)."),
                     pytrace=False)
