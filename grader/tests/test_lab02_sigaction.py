@@ -352,6 +352,7 @@ def test_block_adds_to_the_mask_the_program_started_with(lab) -> None:
     p.kill(signal.SIGUSR2)
     held = _pending_line(p)
     if held != ["SIGUSR2"]:
+        p.close_stdin()
         out = p.wait()
         pytest.fail(out.explain(f"SIGUSR2 was sent after `ready`: block() should have blocked it and `pending` list "
                                 f"it; got `pending: {' '.join(held) or 'none'}`."), pytrace=False)
