@@ -272,7 +272,8 @@ def test_a_nonblocking_read_of_an_empty_device_fails_with_eagain(vm: VmLab) -> N
 def wait_asleep(vm: VmLab, p: GuestProc, call: str) -> None:
     """Until the program sleeps in `call` (so that what the test does next finds it there)."""
     r = vm.run(f"p=$(cat {p.base}.pid); i=0; while [ $i -lt 300 ]; do "
-               f"set -- $(cat /proc/$p/syscall 2>/dev/null); s=$(sed 's/.*) //' /proc/$p/stat | cut -c1); "
+               f"set -- $(cat /proc/$p/syscall 2>/dev/null); s=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -c1); "
+               f"case \"$s\" in ''|Z) exit 1;; esac; "  # it ended: no use waiting
                f"[ \"$1\" = {'0' if call == 'read' else '7'} ] && [ \"$s\" != R ] && exit 0; "
                f"usleep 10000; i=$((i+1)); done; exit 1", timeout=10, what=f"waiting for the probe to sleep in {call}")
     if not r.ok:
