@@ -914,8 +914,8 @@ class VmLab:
         if re.search(r"\]\s*WARNING:|^WARNING:", head):
             self.warnings.append(oops)
             self._taint = self.taint()  # reported here: the taint check need not say it again
-            pytest.fail(f"the kernel printed a WARNING during this test; excerpt:\n{_indent(self._ex(oops))}",
-                        pytrace=False)
+            pytest.fail(f"the kernel printed a WARNING during this test; excerpt:\n{_indent(self._ex(oops))}"
+                        f"{known_cause(oops)}", pytrace=False)
         self._restart_later(f"the kernel oopsed in an earlier test ({self.test_name}); excerpt:\n"
                             f"{_indent(self._ex(oops))}")
         pytest.fail(f"the kernel oopsed during this test; excerpt:\n{_indent(self._ex(oops))}{known_cause(oops)}",
@@ -1220,6 +1220,12 @@ KNOWN_CAUSES = [
     (re.compile(r"list_(add|del) corruption"),
      "a list was corrupted: a node added twice, or removed twice (release() after remove()?), or freed while "
      "still on a list; add and remove under the same lock the interrupt handler takes."),
+    (re.compile(r"refcount_t: (addition on 0|underflow|saturated)|refcount_warn_saturate"),
+     "a reference count (a kref) went wrong: `addition on 0` is a kref_get() on a count already at 0 (no "
+     "kref_init() when the state was allocated, or the state already released), `underflow` one kref_put() "
+     "too many. kref_init() the count when you allocate the state (that is the device's reference), "
+     "kref_get() in open(), and exactly one kref_put() for each: in release(), and for the device's own once "
+     "it is gone."),
     (re.compile(r"devres_release_all"),
      "the Oops is in devres_release_all(), which undoes the driver's devm_ resources and actions after "
      "remove() has returned: one of them (a timer, the IRQ, an action of yours) crashed, most often on state "
