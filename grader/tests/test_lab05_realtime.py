@@ -525,7 +525,7 @@ def test_the_last_close_after_an_unplug_frees_what_the_driver_allocated(vm: VmLa
                 "the file's reference (kref_put), and the last put free the state (kfree)?")
 
 
-@graded(task=5, points=4)
+@graded(task=5, points=3)
 def test_an_unplug_sends_poll_hup_with_band_0x18_to_a_registered_file(vm: VmLab) -> None:
     vm.use_driver("student")
     p, fds = rtprobe(vm, BUTTON)
@@ -540,7 +540,7 @@ def test_an_unplug_sends_poll_hup_with_band_0x18_to_a_registered_file(vm: VmLab)
     unplugged_done(vm, False)
 
 
-@graded(task=5, points=4)
+@graded(task=5, points=3)
 def test_after_an_unplug_read_fails_with_enodev_and_wakes_a_blocked_reader(vm: VmLab) -> None:
     vm.use_driver("student")
     p, _ = rtprobe(vm, BUTTON)
@@ -642,4 +642,28 @@ def test_rtwatch_reports_an_unplugged_device_as_a_hangup_and_goes_on(vm: VmLab) 
     if fd in w.fds():
         failing(vm, w.explain("After the hangup rtwatch should close /dev/button: its open file keeps the driver's "
                               "state alive."))
+    unplugged_done(vm, False)
+
+
+@graded(task=5, points=2)
+def test_a_signal_for_a_file_a_hangup_closed_is_only_reported(vm: VmLab) -> None:
+    w = watch(vm, driver="student")
+    n = writer(vm, w)
+    hold(w)
+    vm.button("press")  # a POLL_IN queued, then the unplug's POLL_HUP behind it, for the same fd
+    unplug(vm)
+    take(w)
+    line = w.expect(r"^signal [0-9]+: .*POLL_HUP", fail=False)
+    if not line.endswith("(not watched)"):
+        failing(vm, w.explain(
+            "rtwatch held its signals through a press and an unplug of /dev/button, then took them: the press's "
+            "POLL_IN comes first, its read fails with ENODEV and rtwatch hangs up (closes the file); the "
+            "unplug's POLL_HUP then names an fd it no longer watches, and should be reported as `signal N: fd F "
+            "POLL_HUP band 0x18 (not watched)` and nothing more (sourceByFd() returns NULL: check it). "
+            f"It printed\n{quote(line)}"))
+    note(n)
+    got = w.expect(r"^notes: ", fail=False)
+    if got != "notes: note 1":
+        failing(vm, w.explain(f"After a signal for a closed file rtwatch should go on with its other sources: a note "
+                              f"written then should print `notes: note 1`; it printed\n{quote(got)}"))
     unplugged_done(vm, False)
