@@ -177,18 +177,21 @@ def press_release(vm: VmLab, w: GuestProc, why: WhyNoSignal) -> int:
     return got[-1][0]
 
 
-def overflow(vm: VmLab, w: GuestProc, why: WhyNoSignal, killed: str, no_resync: str) -> tuple[int, list[str]]:
+def overflow(vm: VmLab, w: GuestProc, why: WhyNoSignal, killed: str, no_resync: str,
+             holding: Callable[[GuestProc], None] = hold,
+             taking: Callable[[GuestProc], None] = take) -> tuple[int, list[str]]:
     """The program `w` runs with RLIMIT_SIGPENDING = LIMIT: a press and a release (the baseline), then, held,
     100 events and three notes: LIMIT signals queue, the rest overflow into one SIGIO.  Taken again, it
     resynchronises.  Returns the seq before the burst and the lines from `taking` to `resynchronised`.
-    `killed`: what to do when SIGIO killed it; `no_resync`: when it did not resynchronise."""
+    `killed`: what to do when SIGIO killed it; `no_resync`: when it did not resynchronise; `holding` and
+    `taking`: the lab's own hold and take (what its program does at SIGUSR1 differs from lab to lab)."""
     n = writer(vm, w)
     s0 = press_release(vm, w, why)
-    hold(w)
+    holding(w)
     vm.button("burst 50 0")
     for _ in range(3):
         note(n)
-    take(w)
+    taking(w)
     line = w.expect(r"^resynchronised$", fail=False, timeout=10)
     if not line:
         io, rt = kernel(vm, w, "SIGIO"), kernel(vm, w, "SIGRTMIN")

@@ -16,6 +16,7 @@ What the tests cannot see from outside they ask the kernel:
 from __future__ import annotations
 
 import re
+import signal
 
 import pytest
 
@@ -59,7 +60,16 @@ def hold(w: GuestProc) -> None:
 
 
 def take(w: GuestProc) -> None:
-    rtstream.take(w, "waits for the sources' signals again")
+    w.signal("USR1")
+    if w.expect(r"^taking$", fail=False) == "taking":
+        return
+    st = w.status()
+    if st is not None and st - 128 in (signal.SIGIO, signal.SIGRTMIN):
+        w.vm.fail(w.explain(f"At the second SIGUSR1 sigwatch should say `taking` and wait for the sources' signals "
+                            f"again; {signal.Signals(st - 128).name} killed it instead: taking unblocked the "
+                            "signals that had queued. In sigwatch they stay blocked from start to end; holding "
+                            "only takes them out of the set it waits for, and taking puts them back (TODO 3)."))
+    w.expect(r"^taking$", msg="At the next SIGUSR1 sigwatch waits for the sources' signals again and says `taking`.")
 
 
 def finish(vm: VmLab, w: GuestProc, sig: str = "TERM") -> list[str]:
@@ -161,7 +171,7 @@ def test_ten_events_while_held_are_ten_signals_each_read_once_in_order(vm: VmLab
                           "`sigwatch: SIGTERM (SI_USER): 10 signals, 0 overflows`."))
 
 
-@graded(task=1, points=5)
+@graded(task=1, points=4)
 def test_sigwatch_has_no_handler_and_blocks_every_signal_it_takes(vm: VmLab) -> None:
     w = watch(vm)
     stopped(vm, w)
@@ -214,7 +224,7 @@ def test_events_of_two_sources_are_told_apart_by_si_fd(vm: VmLab) -> None:
                           "own fd."))
 
 
-@graded(task=1, points=6)
+@graded(task=1, points=5)
 def test_sigint_and_sigterm_end_the_loop_with_the_counts_and_status_0(vm: VmLab) -> None:
     for sig in ("INT", "TERM"):
         w = watch(vm)
@@ -276,13 +286,39 @@ def test_a_stop_and_a_continue_interrupt_the_wait_and_sigwatch_goes_on(vm: VmLab
                           "only sigtimedwait()'s EAGAIN means the time ran out. Wait again on EINTR (TODO 2)."))
 
 
+TIMESPEC_1500 = ("sigwatch -t 1500 with nothing happening should say `timeout: no signal in 1500 ms`. A struct "
+                 "timespec is whole seconds and nanoseconds below one second: 1500 ms is { 1, 500000000 } (tv_sec = "
+                 "ms / 1000, tv_nsec = ms % 1000 * 1000000); a tv_nsec of a second or more makes sigtimedwait() "
+                 "fail with EINVAL.")
+
+
+@graded(task=1, points=2)
+def test_a_timeout_over_a_second_outlasts_a_stop_and_then_expires(vm: VmLab) -> None:
+    w = watch(vm, "-t", "1500")
+    vm.run("usleep 200000", timeout=10)
+    if w.status() is not None:
+        vm.fail(w.explain(TIMESPEC_1500 + " It ended before any signal came."))
+    stopped(vm, w)
+    continued(vm, w)
+    vm.run("usleep 500000", timeout=10)
+    early = re.findall(r"^timeout.*$", w.output(), re.M)
+    if early:
+        vm.fail(w.explain(f"sigwatch -t 1500 was stopped and continued at once, and within 0.5 s it printed "
+                          f"`{early[0]}`: the stop made sigtimedwait() fail with EINTR, which is not a timeout. Only "
+                          "EAGAIN means the time ran out; on EINTR wait again (TODO 2)."))
+    line = w.expect(r"^timeout", fail=False, timeout=5)
+    if line != "timeout: no signal in 1500 ms":
+        vm.fail(w.explain(TIMESPEC_1500 + " " + (f"It printed\n{quote(line)}" if line else
+                                                 "It printed no timeout line within 5 s.")))
+
+
 # --- Task 2: when the queue is full ------------------------------------------------------------------
 
 def overflow(vm: VmLab, *opts: str, **kw) -> tuple[GuestProc, int, list[str]]:
     w = watch(vm, *opts, sigpending=LIMIT, **kw)
     s0, lines = rtstream.overflow(vm, w, why_no_signal,
                                   "SIGIO is one of the signals sigwatch blocks and waits for (TODO 1, TODO 2).",
-                                  "TODO 3 and TODO 4")
+                                  "TODO 3 and TODO 4", holding=hold, taking=take)
     return w, s0, lines
 
 
@@ -405,6 +441,13 @@ def test_with_s_the_signals_are_read_from_a_signalfd_in_an_epoll_set(vm: VmLab) 
     if "anon_inode:[signalfd]" not in kinds or "anon_inode:[eventpoll]" not in kinds:
         vm.fail(w.explain("sigwatch -s should take its signals from a signalfd (signalfd()) watched by an epoll "
                           f"instance (epoll_create1()): /proc/PID/fd shows {sorted(kinds)} (TODO 6)."))
+    opened = list(w.fds().values())
+    many = [(opened.count(k), k) for k in ("anon_inode:[signalfd]", "anon_inode:[eventpoll]") if opened.count(k) > 1]
+    if many:
+        vm.fail(w.explain(f"After a timeout, a stop and a press, sigwatch -s has {many[0][0]} {many[0][1]} "
+                          "descriptors open: make the signalfd and the epoll instance once, before the loop, and "
+                          "wait on them again and again. One made per wait and never closed leaks a descriptor "
+                          "per signal, until signalfd() or epoll_create1() fails with EMFILE (TODO 6)."))
     if calls & {SYS_RT_SIGTIMEDWAIT} or not calls & {SYS_EPOLL_WAIT, SYS_EPOLL_PWAIT}:
         vm.fail(w.explain("sigwatch -s should wait in epoll_wait() (system call 232 on x86-64); /proc/PID/syscall "
                           f"shows {sorted(c for c in calls if c is not None)} (TODO 6)."))
