@@ -475,7 +475,7 @@ def failing(vm: VmLab, msg: str) -> None:
     vm.fail(msg)
 
 
-@graded(task=5, points=4)
+@graded(task=5, points=3)
 def test_closing_files_after_an_unplug_is_safe_and_then_rmmod_works(vm: VmLab) -> None:
     vm.use_driver("student")
     p, _ = rtprobe(vm, BUTTON)
@@ -597,7 +597,7 @@ def test_after_an_unplug_poll_reports_pollhup_and_pollerr_even_with_a_record_lef
     unplugged_done(vm, False)
 
 
-@graded(task=5, points=3)
+@graded(task=5, points=2)
 def test_plug_brings_the_device_back_and_old_files_stay_gone(vm: VmLab) -> None:
     vm.use_driver("student")
     old, _ = rtprobe(vm, BUTTON)
@@ -666,4 +666,35 @@ def test_a_signal_for_a_file_a_hangup_closed_is_only_reported(vm: VmLab) -> None
     if got != "notes: note 1":
         failing(vm, w.explain(f"After a signal for a closed file rtwatch should go on with its other sources: a note "
                               f"written then should print `notes: note 1`; it printed\n{quote(got)}"))
+    unplugged_done(vm, False)
+
+
+@graded(task=5, points=2)
+def test_after_a_hangup_an_overflow_is_resynchronised_over_the_sources_left(vm: VmLab) -> None:
+    sw = "/dev/switch1"
+    w = watch(vm, BUTTON, sw, driver="student", sigpending=LIMIT)
+    n = writer(vm, w)
+    unplug(vm)
+    line = w.expect(r"^/dev/button: ", fail=False)
+    if line != "/dev/button: hangup":
+        failing(vm, w.explain(f"At the unplug's POLL_HUP rtwatch should say `/dev/button: hangup` and close the file "
+                              f"(TODO 3); it printed\n{quote(line)}"))
+    hold(w)
+    vm.button("burst 10 0 1")  # 20 events of switch 1 and two notes: more signals than the queue's 8
+    note(n)
+    note(n)
+    take(w)
+    done = w.expect(r"^resynchronised$", fail=False, timeout=10)
+    lines = w.output().splitlines()
+    got = records(after(lines, "taking"), sw)
+    if not done or [q for q, _ in got] != list(range(1, 21)) or notes_read(after(lines, "taking")) != ["note 1",
+                                                                                                       "note 2"]:
+        failing(vm, w.explain(
+            "After /dev/button hung up, rtwatch held its signals through 20 events of switch 1 and two notes, more "
+            "than its queue of 8: its resync should poll the sources still open, /dev/switch1 and the notes, and "
+            f"read each that reports anything: switch 1's seq 1 to 20 and both notes. It read "
+            f"{[q for q, _ in got] or 'no record'} of switch 1 and notes {notes_read(after(lines, 'taking'))}"
+            + ("" if done else ", and said no `resynchronised`") + ". After a hangup the closed source must be "
+            "left out of the poll (not polled as a closed fd), and each entry of the poll array must lead back to "
+            "its own source (TODO 4)."))
     unplugged_done(vm, False)
