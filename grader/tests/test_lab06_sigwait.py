@@ -92,12 +92,27 @@ def why_no_signal(vm: VmLab, w: GuestProc, path: str) -> str:
     if held and re.search(r"^signal \d+:", held.group(1), re.M):
         return ("sigwatch printed `signal N:` lines while holding (after `holding`, before `taking`): holding must "
                 "wait without the sources' signals (SIGRTMIN and SIGIO), so that they stay queued until `taking`.")
+    opts = w.what.split()[1:]
     if rt.taken > printed:
+        if "-s" in opts:
+            return (f"The kernel says sigwatch took SIGRTMIN {rt.taken} times (read from its signalfd), and it "
+                    f"printed {printed} `signal N:` lines: one read(2) of a signalfd returns as many struct "
+                    "signalfd_siginfo as fit and are queued; act on each one it returned (TODO 6).")
         return (f"The kernel says sigwatch took SIGRTMIN {rt.taken} times, and it printed {printed} `signal N:` "
                 "lines: act on every signal the wait returns, SIGRTMIN: dispatch() (TODO 3).")
     if rt.generated > rt.taken:
         sc = syscall(vm, w.pid)
         where = " (it sleeps in pause(): that waits for a handler, and there is none)" if sc == SYS_PAUSE else ""
+        if "-T" in opts:
+            return (f"The kernel queued SIGRTMIN ({rt.line}) but sigwatch's waiting thread did not take "
+                    f"{'it' if not rt.taken else 'them all'}: with -T the file's signals must go to that thread, "
+                    "F_SETOWN_EX with F_OWNER_TID and the thread's own id (gettid() in it), not the process's "
+                    "pid, which names the first thread (TODO 5).")
+        if "-s" in opts:
+            return (f"The kernel queued SIGRTMIN ({rt.line}) but sigwatch did not take "
+                    f"{'it' if not rt.taken else 'them all'} from its signalfd: the signalfd's mask must be the "
+                    "signals it waits for (updated when it holds and takes), and its epoll entry level-triggered "
+                    "(EPOLLIN, not EPOLLET: an edge is reported once, however many signals are queued) (TODO 6).")
         return (f"The kernel queued SIGRTMIN for sigwatch ({rt.line}) but sigwatch did not take "
                 f"{'it' if not rt.taken else 'them all'}{where}: take it with sigwaitinfo() (TODO 2).")
     if rt.generated:
