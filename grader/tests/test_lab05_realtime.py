@@ -475,6 +475,23 @@ def failing(vm: VmLab, msg: str) -> None:
     vm.fail(msg)
 
 
+def hangs_up(vm: VmLab, w: GuestProc) -> None:
+    """rtwatch says `/dev/button: hangup` at the unplug's POLL_HUP."""
+    line = w.expect(r"^/dev/button: ", fail=False)
+    if line != "/dev/button: hangup":
+        failing(vm, w.explain(f"At POLL_HUP rtwatch should say `/dev/button: hangup` and close the file (TODO 3); it "
+                              f"printed\n{quote(line)}"))
+
+
+def goes_on(vm: VmLab, w: GuestProc, n: GuestProc, after: str) -> None:
+    """After `after`, rtwatch still reads its notes: the first note written is read."""
+    note(n)
+    got = w.expect(r"^notes: ", fail=False)
+    if got != "notes: note 1":
+        failing(vm, w.explain(f"After {after} rtwatch should go on with its other sources: a note written then "
+                              f"should print `notes: note 1`; it printed\n{quote(got)}"))
+
+
 @graded(task=5, points=3)
 def test_closing_files_after_an_unplug_is_safe_and_then_rmmod_works(vm: VmLab) -> None:
     vm.use_driver("student")
@@ -630,15 +647,8 @@ def test_rtwatch_reports_an_unplugged_device_as_a_hangup_and_goes_on(vm: VmLab) 
     m = signal_line(vm, w, BUTTON, "/dev/button was unplugged while rtwatch watched it", "POLL_HUP", BAND_HUP)
     expect_signal(vm, w, m, 1, fd, "POLL_HUP", BAND_HUP, BUTTON, "/dev/button was unplugged while rtwatch "
                   "watched it (your driver's POLL_HUP, tested alone above, reaching rtwatch)")
-    line = w.expect(r"^/dev/button: ", fail=False)
-    if line != "/dev/button: hangup":
-        failing(vm, w.explain(f"At POLL_HUP rtwatch should say `/dev/button: hangup` and close the file (TODO 3); it "
-                              f"printed\n{quote(line)}"))
-    note(n)
-    got = w.expect(r"^notes: ", fail=False)
-    if got != "notes: note 1":
-        failing(vm, w.explain(f"After the hangup of /dev/button rtwatch should go on with its other sources: a note "
-                              f"written then should print `notes: note 1`; it printed\n{quote(got)}"))
+    hangs_up(vm, w)
+    goes_on(vm, w, n, "the hangup of /dev/button")
     if fd in w.fds():
         failing(vm, w.explain("After the hangup rtwatch should close /dev/button: its open file keeps the driver's "
                               "state alive."))
@@ -661,11 +671,7 @@ def test_a_signal_for_a_file_a_hangup_closed_is_only_reported(vm: VmLab) -> None
             "unplug's POLL_HUP then names an fd it no longer watches, and should be reported as `signal N: fd F "
             "POLL_HUP band 0x18 (not watched)` and nothing more (sourceByFd() returns NULL: check it). "
             f"It printed\n{quote(line)}"))
-    note(n)
-    got = w.expect(r"^notes: ", fail=False)
-    if got != "notes: note 1":
-        failing(vm, w.explain(f"After a signal for a closed file rtwatch should go on with its other sources: a note "
-                              f"written then should print `notes: note 1`; it printed\n{quote(got)}"))
+    goes_on(vm, w, n, "a signal for a closed file")
     unplugged_done(vm, False)
 
 
@@ -675,10 +681,7 @@ def test_after_a_hangup_an_overflow_is_resynchronised_over_the_sources_left(vm: 
     w = watch(vm, BUTTON, sw, driver="student", sigpending=LIMIT)
     n = writer(vm, w)
     unplug(vm)
-    line = w.expect(r"^/dev/button: ", fail=False)
-    if line != "/dev/button: hangup":
-        failing(vm, w.explain(f"At the unplug's POLL_HUP rtwatch should say `/dev/button: hangup` and close the file "
-                              f"(TODO 3); it printed\n{quote(line)}"))
+    hangs_up(vm, w)
     hold(w)
     vm.button("burst 10 0 1")  # 20 events of switch 1 and two notes: more signals than the queue's 8
     note(n)
