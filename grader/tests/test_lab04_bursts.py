@@ -24,6 +24,7 @@ import pytest
 
 from gradelib import graded
 from gradelib.lab import Program
+from gradelib.rtstream import after
 from gradelib.vmlab import REFERENCES, GuestProc, VmLab, VmLabSpec
 from gradelib.witness import SignalCount
 
@@ -128,7 +129,7 @@ def take(vm: VmLab, w: GuestProc) -> None:
     w.signal("USR1")
     w.expect(r"^taking SIGIO$", msg="At the next SIGUSR1 burstwatch unblocks SIGIO and says `taking SIGIO`.")
     lines = w.output().splitlines()
-    held = lines[len(lines) - 1 - lines[::-1].index("holding SIGIO"):]
+    held = after(lines, "holding SIGIO")
     during = [ln for ln in held[:held.index("taking SIGIO")] if DELIVERY.match(ln)]
     if during:
         vm.fail(w.explain(f"burstwatch said `holding SIGIO`, yet it took {len(during)} SIGIO before `taking SIGIO`: "
@@ -419,7 +420,7 @@ def test_at_exit_what_is_left_is_read(vm: VmLab) -> None:
     t = TOTAL.match(lines[-1]) if lines else None
     if lines[-2:-1] == want[:1] and t and t.group(2, 3) == ("0", "1") and account_trouble(lines):
         return  # what is left was read at exit; the lost count is Task 3's, whose tests say what is wrong
-    held = lines[len(lines) - 1 - lines[::-1].index("holding SIGIO"):] if "holding SIGIO" in lines else []
+    held = after(lines, "holding SIGIO")
     taken = [ln for ln in held if DELIVERY.match(ln)]
     if lines[-2:] != want and taken:
         vm.fail(w.explain(f"burstwatch took SIGIO (`{taken[0]}`) after `holding SIGIO`, before its exit's drain: "
