@@ -59,6 +59,13 @@ def main() -> int:
            "make deps  (Debian 12's qemu-system-x86 is 7.2)")
 
     from vm import machine
+    if qemu:
+        firmware = machine.microvm_firmware(qemu)
+        report(firmware is not None,
+               f"the VM's firmware: {firmware}" if firmware else
+               f"the VM's firmware: QEMU has no {machine.MICROVM_FIRMWARE}, so the VM boots QEMU's default "
+               "(on Debian 13 that is SeaBIOS's microvm build, which fails most boots)",
+               "make deps  (qemu-system-data carries it)")
     kvm = os.path.exists("/dev/kvm")
     access = os.access("/dev/kvm", os.R_OK | os.W_OK)
     usable = machine.kvm_usable() if kvm and qemu else False

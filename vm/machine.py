@@ -60,6 +60,12 @@ MACHINE = "microvm,rtc=on"
 # resolution (without it, microvm has no broadcast timer and every hrtimer
 # waits for the next 4 ms tick).
 TCG_CPU = "qemu64,+arat"
+# microvm's firmware, named so that every host boots the same one: qboot, which QEMU's own data files
+# carry (qemu-system-data). Left to itself, Debian 13's QEMU 10.0 finds SeaBIOS's microvm build
+# (/usr/share/seabios/bios-microvm.bin) under the default name first, and with it most PVH boots of
+# the guest end before the kernel prints a line (QEMU exits with status 0); with qboot every one
+# boots. Debian 12's QEMU 7.2 links the default name to qboot.rom itself.
+MICROVM_FIRMWARE = "qboot.rom"
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept per command
 KILL_GRACE = 2.0  # the agent's wait after SIGKILL (agent.c KILL_GRACE_MS)
 REPLY_SLACK = 5.0  # how long the host waits for the agent beyond that (then the kernel gets an NMI)
@@ -248,6 +254,22 @@ def find_qemu(qemu: str = QEMU) -> str:
     return path
 
 
+_firmware: dict[str, str | None] = {}
+
+
+def microvm_firmware(qemu: str) -> str | None:
+    """The path of qboot in QEMU's own data folders (`qemu -L help`), or None when this QEMU has none
+    (then the VM boots QEMU's default firmware). Asked once per QEMU binary and process."""
+    if qemu not in _firmware:
+        try:
+            folders = subprocess.run([qemu, "-L", "help"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            folders = ""
+        found = (Path(d) / MICROVM_FIRMWARE for d in folders.splitlines() if d.strip())
+        _firmware[qemu] = next((str(f.resolve()) for f in found if f.is_file()), None)
+    return _firmware[qemu]
+
+
 def kernel_cache() -> Path:
     """The complete vm/cache/<version> folder, or a one-line error (never downloads)."""
     version = fetch.recorded_version()
@@ -269,7 +291,9 @@ def qemu_command(qemu: str, kernel: Path, initrd: str, cmdline: str, serial: lis
             # once, instead of after the second-long refinement (until then
             # hrtimers tick at 4 ms and the board's bursts are slow).
             cmdline = f"{cmdline} tsc_early_khz={khz} tsc=reliable"
-    return [qemu, "-M", MACHINE, "-accel", accel, *cpu, "-m", str(memory_mb), "-smp", "1",
+    firmware = microvm_firmware(qemu)
+    bios = ["-bios", firmware] if firmware else []
+    return [qemu, "-M", MACHINE, *bios, "-accel", accel, *cpu, "-m", str(memory_mb), "-smp", "1",
             "-nodefaults", "-no-user-config", "-vga", "none", "-nic", "none", "-display", "none",
             *serial, "-kernel", str(kernel), "-initrd", initrd, "-append", cmdline, "-no-reboot"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gradelib.cli import REPO
-from vm import fetch, kmod
+from vm import fetch, kmod, machine
 from vm.machine import BootError, CommandTimeout, Machine, VMSetupError
 
 PY = sys.executable
@@ -128,6 +128,21 @@ def test_qemu_dies_with_a_killed_test_process(tmp_path: Path) -> None:
             break
         time.sleep(0.05)
     assert gone(qemu), "QEMU survived the process that started it"
+
+
+def test_the_vm_boots_qboot_and_not_whatever_firmware_qemu_finds_first(tmp_path: Path) -> None:
+    # Debian 13's QEMU finds SeaBIOS's microvm build first, and most boots of the guest end silently.
+    qemu = machine.find_qemu()
+    firmware = machine.microvm_firmware(qemu)
+    assert firmware is not None and firmware.endswith("/qboot.rom"), f"no qboot.rom in `{qemu} -L help`'s folders"
+    argv = machine.qemu_command(qemu, Path("vmlinux"), "initrd", "", [], accel="tcg")
+    assert argv[argv.index("-bios") + 1] == firmware
+    # A QEMU without qboot keeps its default firmware (no -bios that would fail to load).
+    fake = tmp_path / "qemu-without-qboot"
+    fake.write_text(f"#!/bin/sh\necho {tmp_path}\n")
+    fake.chmod(0o755)
+    assert machine.microvm_firmware(str(fake)) is None
+    assert "-bios" not in machine.qemu_command(str(fake), Path("vmlinux"), "initrd", "", [], accel="tcg")
 
 
 def test_a_boot_timeout_is_one_clear_line() -> None:
