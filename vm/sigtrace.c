@@ -483,7 +483,7 @@ static int nprocs, cprocs;
 static struct { int parent, child; } *forks;
 static int nforks, cforks;
 
-static long droppedHits;                /* events a full table lost */
+static long dropped[NTABLES];           /* events a full table lost, per table */
 static long missedTakes;                /* takes the kretprobe missed */
 static long startOverrun;               /* the ring buffer's overrun at start */
 static long long startNs, stopNs;       /* the recording's span */
@@ -612,7 +612,7 @@ readRecord(void)
     for (int t = 0; t < NTABLES; t++) {
         if (now.entries[t] < start.entries[t])
             fatal("the tables were reset since `sigtrace start`: start again");
-        droppedHits += now.dropped[t] - start.dropped[t];
+        dropped[t] = now.dropped[t] - start.dropped[t];
     }
     missedTakes = now.missed - start.missed;
     startOverrun = start.overrun;
@@ -758,9 +758,21 @@ printSummary(int roots)
     }
     if (shown == 0)
         printf("kernel: no signal\n");
-    if (droppedHits > 0)
-        printf("sigtrace: warning: a counting table was full; %ld events were not counted\n",
-               droppedHits);
+    /* What each full table lost, and what the counts above therefore miss. */
+    static const char *const lost[NTABLES] = {
+        [T_GEN] = "the table of signals generated was full: %ld were not counted",
+        [T_COMM] = "the table of process names was full: %ld signals went to a process whose name was not kept",
+        [T_TAKE] = "the table of signals taken was full: %ld were not counted",
+        [T_FORK] = "the table of forks was full: the children of %ld forks are not followed",
+    };
+    for (int t = 0; t < NTABLES; t++) {
+        if (dropped[t] > 0) {
+            printf("sigtrace: warning: ");
+            printf(lost[t], dropped[t]);
+            printf(" (a recording has room for %d keys at least: record a shorter run)\n",
+                   tables[t].size / 2);
+        }
+    }
 }
 
 /* --- the timeline ---------------------------------------------------------- */

@@ -27,7 +27,7 @@ pid 60 (probe):
   kernel: SIGRTMIN generated 10, merged 0, taken 5, queue full 3, ignored 1, info lost 2
 pid 61 (sleep):
   kernel: no signal
-sigtrace: warning: a counting table was full; 4 events were not counted
+sigtrace: warning: the table of forks was full: the children of 4 forks are not followed (a recording has room for 4096 keys at least: record a shorter run)
 timeline (seconds after `sigtrace start`, at CLOCK_MONOTONIC 12.000000 s):
     +0.000812  generate  SIGIO        pid 57     made pending, SI_KERNEL
 """
@@ -41,7 +41,7 @@ def test_parse_reads_sigtrace_s_lines_as_they_are() -> None:
     rt = rec.count(60, "SIGRTMIN")
     assert (rt.queue_full, rt.ignored, rt.info_lost) == (3, 1, 2)
     assert rec.signals(61) == {} and rec.count(61, "SIGIO").taken == 0
-    assert rec.notes == ["sigtrace: warning: a counting table was full; 4 events were not counted"]
+    assert rec.notes == ["sigtrace: warning: the table of forks was full: the children of 4 forks are not followed (a recording has room for 4096 keys at least: record a shorter run)"]
     assert rec.timeline.startswith("timeline ") and "made pending" in rec.timeline
     block = rec.summary({57: "`burstwatch`", 61: "`sleep 9`"}, show_empty=True)
     assert "      kernel: SIGIO generated 200, merged 191, taken 9" in block
