@@ -620,7 +620,65 @@ def test_a_glitch_shorter_than_the_window_is_no_event(vm: VmLab) -> None:
                           "settled level when the timer fires."))
 
 
-@graded(task=4, points=4)
+# rmmod's teardown, as the kernel saw it: kprobe events on free_irq() and on the timer cancels, with the
+# cancelled timer's callback (struct hrtimer's .function at offset 40, struct timer_list's at 24, in 6.1 and
+# 6.12 alike), enabled in a tracefs instance of its own, beside sigtrace's. Defined once per VM, left disarmed.
+TEARDOWN = "/sys/kernel/tracing/instances/wb-teardown"
+TEARDOWN_PROBES = [("free_irq", "irq=%di:u32"), ("hrtimer_cancel", "fn=+40(%di):x64"),
+                   ("hrtimer_try_to_cancel", "fn=+40(%di):x64"), ("del_timer_sync", "fn=+24(%di):x64"),
+                   ("timer_delete_sync", "fn=+24(%di):x64"), ("timer_shutdown_sync", "fn=+24(%di):x64")]
+TEARDOWN_LINE = re.compile(r"^\s*rmmod-\d+\s.*?: (\w+): \(.*?\)(?: irq=(\d+))?(?: fn=(0x[0-9a-f]+))?\s*$", re.M)
+
+
+def rmmod_teardown(vm: VmLab) -> tuple[object, list[tuple[str, str]]]:
+    """rmmod the driver; its result and, in order, rmmod's calls of free_irq() ("free_irq", irq) and its
+    cancels of a timer whose callback is the module's (the function's name, the callback's symbol)."""
+    tracing = "/sys/kernel/tracing"
+    define = "; ".join(f"echo 'p:wbteardown/{fn} {fn} {args}' >> {tracing}/kprobe_events 2>/dev/null"
+                       for fn, args in TEARDOWN_PROBES)
+    vm.sh(f"[ -d {tracing}/events/wbteardown ] || {{ {define}; }}; mkdir -p {TEARDOWN} && cd {TEARDOWN} && "
+          "echo > trace && echo 1 > events/wbteardown/enable", what="tracing free_irq() and the timer cancels")
+    symbols = {int(addr, 16): name for addr, _, name in
+               (line.split()[:3] for line in vm.sh("grep '\\[button_driver\\]' /proc/kallsyms",
+                                                     what="reading the module's symbols").splitlines())}
+    r = vm.run("rmmod button_driver", timeout=20, what="rmmod button_driver")
+    trace = vm.sh(f"cd {TEARDOWN} && echo 0 > events/wbteardown/enable && cat trace", what="reading rmmod's trace")
+    calls = []
+    for fn, irq, callback in TEARDOWN_LINE.findall(trace):
+        if fn == "free_irq":
+            calls.append((fn, irq))
+        elif callback and int(callback, 16) in symbols:
+            calls.append((fn, symbols[int(callback, 16)]))
+    return r, calls
+
+
+@graded(task=4, points=2)
+def test_rmmod_frees_the_irq_before_it_cancels_the_timer(vm: VmLab) -> None:
+    vm.use_driver("student", "debounce_ms=1000")
+    parameter(vm, 1000)
+    r, calls = rmmod_teardown(vm)
+    if not r.ok:
+        vm.fail(f"`rmmod button_driver` failed with no file open: {(r.stderr or r.stdout).strip()}.")
+    frees = [i for i, (fn, _) in enumerate(calls) if fn == "free_irq"]
+    cancels = [i for i, (fn, _) in enumerate(calls) if fn != "free_irq"]
+    if not frees:
+        vm.fail("`rmmod button_driver` freed no IRQ (the kernel saw no free_irq() call): the interrupt handler "
+                "would outlive the module. Request the IRQ with devm_request_irq(), which frees it when the "
+                "device goes.")
+    if not cancels:
+        vm.fail("`rmmod button_driver` cancelled no timer of the driver's (the kernel saw no hrtimer_cancel() of "
+                "a timer whose callback is in button_driver): a pending debounce timer would fire after the "
+                "module is gone. Cancel it when the device goes, in a devm action (TODO 4).")
+    if cancels[-1] < frees[-1]:
+        fn, callback = calls[cancels[0]]
+        vm.fail(f"`rmmod button_driver` cancelled the debounce timer ({fn}() of the timer that calls {callback}()) "
+                "before it freed the IRQ (free_irq()): an edge between the two runs the handler, which starts "
+                "the timer again, and it then fires after the module is gone. devm actions run in the reverse "
+                "order they were added: add the cancel action before devm_request_irq(), so that it runs after "
+                "the IRQ is freed.")
+
+
+@graded(task=4, points=2)
 def test_rmmod_with_a_debounce_pending_is_safe(vm: VmLab) -> None:
     vm.use_driver("student", "debounce_ms=1000")
     parameter(vm, 1000)
