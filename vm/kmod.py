@@ -191,23 +191,25 @@ def kdir() -> Path:
 
 
 def compiler_vars(k: Path) -> list[str]:
-    """make variables for a host without the compiler the kernel was built with.
+    """make variables for a host without the compiler the kernel was built with, or without pahole.
 
     Debian builds each kernel with its own release's gcc (Debian 12's 6.1 with gcc-12, Debian 13's 6.12
     with x86_64-linux-gnu-gcc-14) and its headers name it. When the host has it (Debian 12 for 6.1,
     Debian 13 for 6.12), nothing changes. Otherwise the host's gcc builds the module, with the two
     options of the kernel's configuration it cannot honour turned off on the command line: the
     function alignment option gcc 14 added (-fmin-function-alignment; kbuild then uses
-    -falign-functions, as for older compilers) and BTF for modules (it needs pahole; a module loads
-    without it)."""
+    -falign-functions, as for older compilers) and BTF for modules. BTF for modules is off too when
+    the host has no pahole, which makes it (Debian 13's 6.12 asks for it; a module loads without it)."""
     try:
         text = (k / ".config").read_text()
     except OSError:
         return []
     m = re.search(r'^CONFIG_CC_VERSION_TEXT="(\S+)', text, re.M)
-    if m is None or shutil.which(m.group(1)):
-        return []
-    return ["CC=gcc", "CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT=", "CONFIG_DEBUG_INFO_BTF_MODULES="]
+    if m is not None and not shutil.which(m.group(1)):
+        return ["CC=gcc", "CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT=", "CONFIG_DEBUG_INFO_BTF_MODULES="]
+    if re.search(r"^CONFIG_DEBUG_INFO_BTF_MODULES=y", text, re.M) and not shutil.which("pahole"):
+        return ["CONFIG_DEBUG_INFO_BTF_MODULES="]
+    return []
 
 
 def run_here(argv: list[str], cwd: Path, timeout: float) -> tuple[Optional[int], str]:
@@ -371,7 +373,11 @@ def _toolchain() -> str:
         gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     except (OSError, IndexError):
         gcc = "gcc?"
-    return f"{fetch.recorded_version()}\0{gcc}"
+    try:
+        flags = " ".join(compiler_vars(kdir()))
+    except KmodError:
+        flags = ""
+    return f"{fetch.recorded_version()}\0{gcc}\0{flags}"
 
 
 def content_key(files: list[Path], *extra: str) -> str:

@@ -165,6 +165,20 @@ def test_missing_qemu_is_one_clear_line() -> None:
         Machine(qemu="qemu-system-nowhere").start()
 
 
+def test_kbuild_leaves_out_what_the_host_cannot_make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Debian 13's 6.12 on its own host: its compiler is there, pahole (BTF for modules) may not be.
+    (tmp_path / ".config").write_text('CONFIG_CC_VERSION_TEXT="x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0"\n'
+                                      "CONFIG_DEBUG_INFO_BTF_MODULES=y\n")
+    have = {"x86_64-linux-gnu-gcc-14", "pahole"}
+    monkeypatch.setattr(kmod.shutil, "which", lambda name: f"/usr/bin/{name}" if name in have else None)
+    assert kmod.compiler_vars(tmp_path) == []
+    have.discard("pahole")
+    assert kmod.compiler_vars(tmp_path) == ["CONFIG_DEBUG_INFO_BTF_MODULES="]
+    have.discard("x86_64-linux-gnu-gcc-14")  # a Debian 12 host: the host's gcc, without gcc 14's options
+    assert kmod.compiler_vars(tmp_path) == ["CC=gcc", "CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT=",
+                                            "CONFIG_DEBUG_INFO_BTF_MODULES="]
+
+
 def test_a_module_that_does_not_build_shows_the_compiler_error(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
