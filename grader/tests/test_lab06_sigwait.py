@@ -91,10 +91,13 @@ def why_no_signal(vm: VmLab, w: GuestProc, path: str) -> str:
     out = w.output()
     printed = len(re.findall(r"^signal \d+:", out, re.M))
     held = re.search(r"^holding$(.*?)(^taking$|\Z)", out, re.M | re.S)  # the first hold, up to its take
-    if held and re.search(r"^signal \d+:", held.group(1), re.M):
-        return ("sigwatch printed `signal N:` lines while holding (after `holding`, before `taking`): holding must "
-                "wait without the sources' signals (SIGRTMIN and SIGIO), so that they stay queued until `taking`.")
     opts = w.what.split()[1:]
+    if held and re.search(r"^signal \d+:", held.group(1), re.M):
+        how = (" With -s that set is the signalfd's mask: give the same fd the new mask, signalfd(sfd, &mask, 0), "
+               "when holding and when taking (TODO 6)." if "-s" in opts else "")
+        return ("sigwatch printed `signal N:` lines while holding (after `holding`, before `taking`): holding must "
+                "wait without the sources' signals (SIGRTMIN and SIGIO), so that they stay queued until "
+                f"`taking`.{how}")
     if rt.taken > printed:
         if "-s" in opts:
             return (f"The kernel says sigwatch took SIGRTMIN {rt.taken} times (read from its signalfd), and it "
