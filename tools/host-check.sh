@@ -19,7 +19,8 @@
 #
 # Usage: tools/host-check.sh [SUITE]     (make host-check HOST=trixie; default trixie)
 #   env: KEEP=1 keep the root (its path is printed); HOST_CHECK_DIR=DIR build it under DIR
-#        (default /var/tmp); SUBMISSION_ARGS extra make arguments for both gradings (e.g. LAB=1).
+#        (default /var/tmp); SUBMISSION_ARGS extra make arguments for both gradings (e.g. LAB=1);
+#        WORKBOOK_KERNEL=NAME (make host-check KERNEL=trixie) every step with that guest kernel.
 # Needs root (mmdebstrap's root mode and chroot) and the network. Takes many minutes.
 set -eu
 
@@ -103,8 +104,10 @@ mount -t sysfs sysfs "$root/sys" && mounted="$root/sys $mounted"
 mount --rbind /dev "$root/dev" && mounted="$root/dev $mounted"
 mount --make-rslave "$root/dev"
 
+# The guest kernel a user would name (KERNEL=trixie), passed on into the root; none: the default.
+guest=${WORKBOOK_KERNEL:+WORKBOOK_KERNEL=$WORKBOOK_KERNEL}
 in_root() {
-	chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+	chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb $guest \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		sh -c "cd /root/workbook && $1"
 }
@@ -114,7 +117,7 @@ echo "host-check: make grade (installs, fetches, grades the starter)"
 in_root "make grade ${SUBMISSION_ARGS:-}" >>"$log" 2>&1 || true
 t2=$(now)
 echo "host-check: make grade took $((t2 - t1)) s"
-if ! in_root "sh tools/deps.sh --check && test -s vm/cache/current"; then
+if ! in_root "sh tools/deps.sh --check && python3 -c 'import sys; sys.path[:0] = [\"vm\"]; import fetch; sys.exit(fetch.recorded_version() is None)'"; then
 	echo "host-check: FAIL: make grade left packages missing or no guest kernel; last lines of $log:" >&2
 	tail -n 15 "$log" >&2
 	exit 1
