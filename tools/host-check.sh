@@ -122,7 +122,7 @@ if ! in_root "sh tools/deps.sh --check && python3 -c 'import sys; sys.path[:0] =
 	tail -n 15 "$log" >&2
 	exit 1
 fi
-echo "host-check: guest kernel: $(in_root 'python3 vm/fetch.py --print guest')"
+echo "host-check: $(in_root 'python3 vm/fetch.py --print guest')"
 
 echo "host-check: make grade SUBMISSION=solutions FRESH=1"
 out="$root.solutions"
