@@ -11,7 +11,8 @@
 #   make vm LAB=3               ... with lab 3's module and programs in /lab
 #   make doctor                 check this machine for what the labs need, and say how to fix it
 #   make test                   the project's own tests (for maintainers and CI)
-#   make host-check HOST=trixie a new user's make grade in a fresh Debian 13 root (bookworm: 12), as root
+#   make host-check HOST=trixie a new user's make grade in a fresh Debian 13 root (bookworm: 12), as root;
+#                               KERNEL=trixie: with that guest
 #   make bench                  boot, command and grading times, the student's loop; lab 1's hang; lab 6's mechanisms;
 #                               both guest kernels side by side
 #   make plot LAB=4             a lab's figure or table, measured in the VM (labs/04-*/bursts.svg)
