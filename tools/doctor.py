@@ -65,7 +65,7 @@ def main() -> int:
                f"the VM's firmware: {firmware}" if firmware else
                f"the VM's firmware: QEMU has no {machine.MICROVM_FIRMWARE}, so the VM boots QEMU's default "
                "(on Debian 13 that is SeaBIOS's microvm build, which fails most boots)",
-               "make deps  (qemu-system-data carries it)")
+               "install qemu-system-data, which carries it on Debian", needed=False)
     kvm = os.path.exists("/dev/kvm")
     access = os.access("/dev/kvm", os.R_OK | os.W_OK)
     usable = machine.kvm_usable() if kvm and qemu else False
