@@ -149,6 +149,11 @@ def quote(text: str) -> str:
     return _indent(text) if text else "    | (nothing)"
 
 
+# The checker's finding of a stdio output call in a handler (split_sigsafe's lines): the function, the signal.
+STDIO_CALL = re.compile(r"sigsafe: (v?f?printf|f?puts|putc|putchar|fputc|fwrite)\(\) called from the handler for "
+                        r"(SIG\w+)")
+
+
 class GuestProc:
     """A program running in the background in the VM, its output in a file."""
 
@@ -235,6 +240,29 @@ class GuestProc:
                                       f"{why}. Its silence proves nothing, so this test fails. A program must "
                                       "leave the descriptors it did not open alone, and not exec."))
         return errnos if errno_findings else calls
+
+    def held_in_stdio(self, sig: str, line: str, shown: str, fix: str) -> str:
+        """Why the program's lines (`line`, a regex; `shown`, how one looks) do not come out, when its real
+        state shows that they wait in stdio's buffer: the checker saw its `sig` handler call printf() (or
+        another stdio output function), the kernel delivered `sig` to it, it is alive and asleep, and its
+        output has no such line. `fix`: how the lab's program prints instead. "" otherwise."""
+        calls = [m.group(1) for m in map(STDIO_CALL.search, self.sigsafe()) if m and m.group(2) == sig]
+        if not calls:
+            return ""
+        st = self.state()
+        if st is None or st.state != "S" or re.search(line, self.output(), re.M):
+            return ""
+        rec = self.vm.witness.record([self.pid]) if self.vm.witness else None
+        taken = rec.count(self.pid, sig).taken if rec else 0
+        if not taken:
+            return ""
+        name = self.what.split()[0]
+        return (f"{name} calls {calls[0]}() in the {sig} handler: its lines wait in stdio's buffer, and nothing "
+                "reaches the output until exit.\n"
+                f"  The kernel delivered {sig} to {name} {taken} time(s); {name} is {st.describe()}; its output "
+                f"has no `{shown}` line. Its stdout is a file here, not a terminal, so stdio flushes it only when "
+                "the buffer is full or at exit (and stdio is not async-signal-safe: a handler that interrupts a "
+                f"printf() in main can corrupt its buffer). {fix}")
 
     def explain(self, msg: str) -> str:
         """msg, then what the program did: how it ended, its output, the checker's findings."""

@@ -14,6 +14,8 @@
                               that is not mapped, then read everything
    probe eintr                a blocking read(2); a SIGUSR1 handler without
                               SA_RESTART must interrupt it
+   probe restart              a blocking read(2); a SIGUSR1 handler with
+                              SA_RESTART (it says `handler`) must not end it
    probe nonblock             one read(2) of an empty device with O_NONBLOCK
    probe poll                 poll(2) with no wait, then a poll(2) that waits
                               for ever, then read, then poll(2) with no wait
@@ -70,7 +72,7 @@ static void out(const char *fmt, ...)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: probe read | hold SIZE... | efault | eintr | nonblock | poll | "
+    fprintf(stderr, "usage: probe read | hold SIZE... | efault | eintr | restart | nonblock | poll | "
             "sigio [-s] [-c|-o] | reopen N | many N | hammer | burst N US\n");
     exit(2);
 }
@@ -169,6 +171,18 @@ static void onUsr1(int sig)
 {
     (void) sig;
     gotUsr1 = 1;
+}
+
+/* SIGUSR1's handler for `restart`: it says that it ran, with write(2). */
+static void onUsr1Say(int sig)
+{
+    static const char line[] = "handler\n";
+    ssize_t n;
+
+    (void) sig;
+    gotUsr1 = 1;
+    n = write(STDOUT_FILENO, line, sizeof(line) - 1);
+    (void) n;
 }
 
 /* Catch SIGUSR1 without SA_RESTART, so that it interrupts a blocking call. */
@@ -407,6 +421,22 @@ int main(int argc, char *argv[])
         out("open\n");
         read_once(fd, 4 * REC);
         out("handler %s\n", gotUsr1 ? "ran" : "did-not-run");
+        return 0;
+    }
+    if (!strcmp(mode, "restart")) {
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = onUsr1Say;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGUSR1, &sa, NULL) == -1) {
+            out("sigaction-error %s\n", strerror(errno));
+            return 2;
+        }
+        fd = open_dev(O_RDONLY);
+        out("open\n");
+        read_once(fd, 4 * REC);
         return 0;
     }
     if (!strcmp(mode, "nonblock")) {

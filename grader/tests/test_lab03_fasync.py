@@ -73,6 +73,21 @@ def loaded(vm: VmLab) -> None:
     vm.load_module()
 
 
+def edge_trouble(vm: VmLab) -> str:
+    """When the driver asked for an interrupt on one edge only (the board's record of the trigger it was
+    given: `button stats 0`), what that costs: a press or a release is no event. "" otherwise."""
+    stats = dict(ln.split(" ", 1) for ln in vm.sh("button stats 0", what="reading the board's counters")
+                 .splitlines() if " " in ln)
+    trigger = stats.get("trigger", "").strip()
+    if stats.get("irq_requested", "").strip() != "1" or trigger not in ("rising", "falling"):
+        return ""
+    missed = "press" if trigger == "rising" else "release"
+    return (f"The driver requested its IRQ on the {trigger} edge only (the board's record of the trigger: `button "
+            f"stats 0`), so a {missed} makes no interrupt and no record ({stats.get('ignored', '?').strip()} edges "
+            "ignored so far). Request it on both edges, IRQF_TRIGGER_RISING | IRQF_TRIGGER_FALLING (the button is "
+            "active low: a press is a falling edge, a release a rising one).")
+
+
 def holding(vm: VmLab, *sizes: int) -> GuestProc:
     """A probe with /dev/button open (O_NONBLOCK) that reads nothing until SIGUSR1, then one read(2)
     of each size, then everything left."""
@@ -188,7 +203,8 @@ def test_a_release_is_read_as_a_released_record_with_the_next_seq(vm: VmLab) -> 
     got = records(read_now(s))
     if len(got) != 2:
         vm.fail(s.explain(f"A reader open across a press and a release read {len(got)} record(s); "
-                          "expected 2: one per interrupt (request the IRQ on both edges), each whole."))
+                          "expected 2: one per interrupt (request the IRQ on both edges), each whole. "
+                          + edge_trouble(vm)))
     (s1, p1, t1), (s2, p2, t2) = got
     if (p1, p2) != (1, 0):
         vm.fail(s.explain(f"Press then release gave pressed={p1} then pressed={p2}; expected 1 then 0."))
@@ -206,6 +222,9 @@ def test_one_read_returns_every_waiting_record_that_fits(vm: VmLab) -> None:
     vm.button("click")
     text = read_now(s)
     first = reads(text)[:1]
+    if first != [str(4 * RECORD)] and (edges := edge_trouble(vm)):
+        vm.fail(s.explain(f"Four events should be waiting; read(2) returned {first[0] if first else 'nothing'} "
+                          f"bytes. {edges}"))
     if first != [str(4 * RECORD)]:
         vm.fail(s.explain(f"Four events were waiting and read(2) had room for 8 records; it returned "
                           f"{first[0] if first else 'nothing'} bytes, expected {4 * RECORD}: copy as many whole "
@@ -222,6 +241,9 @@ def test_a_read_returns_whole_records_only(vm: VmLab) -> None:
     vm.button("press")
     text = read_now(s)
     first = reads(text)[:1]
+    if first != [str(2 * RECORD)] and (edges := edge_trouble(vm)):
+        vm.fail(s.explain(f"Three events should be waiting; read(2) returned {first[0] if first else 'nothing'} "
+                          f"bytes. {edges}"))
     if first != [str(2 * RECORD)]:
         vm.fail(s.explain(f"Three events were waiting and read(2) had room for two and a half records "
                           f"({2 * RECORD + RECORD // 2} bytes); it returned {first[0] if first else 'nothing'}, "
@@ -280,7 +302,7 @@ def wait_asleep(vm: VmLab, p: GuestProc, call: str) -> None:
         vm.fail(p.explain(f"The probe should be asleep in {call}() on an empty /dev/button, but it is not."))
 
 
-@graded(task=1, points=3)
+@graded(task=1, points=2)
 def test_a_signal_interrupts_a_blocked_read(vm: VmLab) -> None:
     loaded(vm)
     p = vm.spawn("probe", "eintr", helper=True)
@@ -304,6 +326,27 @@ def test_a_signal_interrupts_a_blocked_read(vm: VmLab) -> None:
     if line != "read -1 EINTR":
         vm.fail(p.explain(f"After a signal interrupted the blocked read(2) it returned `{line}`; expected -1 with "
                           "errno EINTR (return wait_event_interruptible()'s error)."))
+
+
+@graded(task=1, points=1)
+def test_a_handler_with_sa_restart_leaves_a_blocked_read_waiting(vm: VmLab) -> None:
+    loaded(vm)
+    p = vm.spawn("probe", "restart", helper=True)
+    p.expect("^open$")
+    wait_asleep(vm, p, "read")
+    p.signal("USR1")
+    p.expect("^handler$", msg="The probe's SIGUSR1 handler (with SA_RESTART) ran while it was blocked in read(2).")
+    vm.button("press")
+    line = p.expect(r"^read ", msg="After the handler, the probe was still in read(2) when the button was pressed.")
+    if line == "read -1 EINTR":
+        vm.fail(p.explain("A signal whose handler has SA_RESTART arrived while the probe was blocked in read(2), and "
+                          "read() failed with EINTR: the kernel restarts the call after such a handler only when "
+                          "read returns -ERESTARTSYS, what wait_event_interruptible() returned. Return its error, "
+                          "not -EINTR: the kernel itself turns -ERESTARTSYS into EINTR for a handler without "
+                          "SA_RESTART."))
+    if line != f"read {RECORD}":
+        vm.fail(p.explain(f"After a handler with SA_RESTART ran, the restarted read(2) should return the press's "
+                          f"record ({RECORD} bytes); it returned `{line}`."))
 
 
 @graded(task=1, points=4)
@@ -364,7 +407,7 @@ def test_seq_numbers_the_devices_events_whatever_file_reads_them(vm: VmLab) -> N
     ra, rb = records(read_now(a)), records(read_now(b))
     if len(ra) != 2 or len(rb) != 1:
         vm.fail(f"A file open across a press and a release read {len(ra)} record(s), one opened between them read "
-                f"{len(rb)}; expected 2 and 1.")
+                f"{len(rb)}; expected 2 and 1. {edge_trouble(vm)}".rstrip())
     if rb[0][0] != ra[1][0]:
         vm.fail(f"The release was read as seq {ra[1][0]} by the file opened first and as seq {rb[0][0]} by the file "
                 f"opened after the press: seq counts the device's interrupts (one counter for the device, not per "
@@ -560,14 +603,19 @@ def why_no_event(vm: VmLab, w: GuestProc) -> str:
 def expect_event(vm: VmLab, w: GuestProc, state: str) -> tuple[int, int]:
     line = w.expect(r"^event [0-9]+: ", fail=False)
     if not line:
+        stdio = w.held_in_stdio("SIGIO", r"^event [0-9]+: ", "event N:", "Make each line with write(2), as "
+                                "reportEvent()'s putStr() and putNum() helpers do.")
+        if stdio:
+            vm.fail(stdio)
         printed = re.search(r"^event [0-9]+: ", w.output(), re.M)
-        why = ("It reported the events before this one, but not this one." if printed else why_no_event(vm, w))
+        why = ((edge_trouble(vm) or "It reported the events before this one, but not this one.") if printed
+               else why_no_event(vm, w))
         vm.fail(w.explain(f"{why}\n  (The button was {state} while buttonwatch was running; it should report "
                           f"`event N: {state} at T ns` from its SIGIO handler.)"), signals=True)
     m = EVENT.match(line)
     if not m or m.group(2) != state:
         vm.fail(w.explain(f"The button was {state}; buttonwatch printed `{line}`, expected "
-                          f"`event N: {state} at T ns`."))
+                          f"`event N: {state} at T ns`. {edge_trouble(vm)}".rstrip()))
     return int(m.group(1)), int(m.group(3))
 
 
@@ -734,6 +782,9 @@ def test_a_10000_press_burst_keeps_the_newest_ring_size_records_in_order(vm: VmL
     want = min(irqs, size)
     if "partial" in text or "read-error" in text:
         vm.fail(p.explain("Reading the ring after the burst returned a partial record or an error."))
+    edges = edge_trouble(vm)
+    if edges:
+        vm.fail(p.explain(f"`button burst {BURST} {BURST_US}` made {2 * BURST} edges. {edges}"))
     if len(after) != want:
         vm.fail(p.explain(f"The burst made {irqs} interrupts while the reader did not read; reading then "
                           f"gave {len(after)} records, expected {want} (BUTTON_RING_SIZE = {size}: the ring "

@@ -63,7 +63,6 @@ RING = ring_size()
 # A cause found in one test that every later test of burstwatch would meet again, after a wait of its
 # own: they fail at once with it (one VM, one build of burstwatch per grading).
 KNOWN_CAUSE: WeakKeyDictionary[VmLab, str] = WeakKeyDictionary()
-STDIO_CALL = re.compile(r"sigsafe: (v?f?printf|f?puts|putc|putchar|fputc|fwrite)\(\) called from the handler for SIGIO")
 
 
 def watch(vm: VmLab) -> GuestProc:
@@ -76,27 +75,9 @@ def watch(vm: VmLab) -> GuestProc:
 
 
 def held_in_stdio(vm: VmLab, w: GuestProc) -> str:
-    """Why burstwatch's SIGIO lines do not come out, when its real state shows that they wait in stdio's
-    buffer: the checker saw its SIGIO handler call printf() (or another stdio output function), the
-    kernel delivered SIGIO to it, it is alive and asleep, and its output has no `SIGIO N:` line.  ""
-    otherwise."""
-    calls = [m.group(1) for m in map(STDIO_CALL.search, w.sigsafe()) if m]
-    if not calls:
-        return ""
-    st = w.state()
-    if st is None or st.state != "S" or re.search(r"^SIGIO ", w.output(), re.M):
-        return ""
-    rec = vm.witness.record([w.pid]) if vm.witness else None
-    taken = rec.count(w.pid, "SIGIO").taken if rec else 0
-    if not taken:
-        return ""
-    return (f"burstwatch calls {calls[0]}() in the SIGIO handler: its lines wait in stdio's buffer, and nothing "
-            "reaches the output until exit.\n"
-            f"  The kernel delivered SIGIO to burstwatch {taken} time(s); burstwatch is {st.describe()}; its output "
-            "has no `SIGIO N:` line. Its stdout is a file here, not a terminal, so stdio flushes it only when the "
-            "buffer is full or at exit (and stdio is not async-signal-safe: a handler that interrupts a printf() "
-            "in main can corrupt its buffer). Make each line with write(2), as the lineStart()/putStr()/"
-            "lineEnd() helpers do.")
+    """Why burstwatch's SIGIO lines do not come out, when they wait in stdio's buffer; "" otherwise."""
+    return w.held_in_stdio("SIGIO", r"^SIGIO ", "SIGIO N:", "Make each line with write(2), as the lineStart()/"
+                           "putStr()/lineEnd() helpers do.")
 
 
 def said(vm: VmLab, w: GuestProc, pattern: str, msg: str = "") -> str:
