@@ -302,12 +302,18 @@ def wait_asleep(vm: VmLab, p: GuestProc, call: str) -> None:
         vm.fail(p.explain(f"The probe should be asleep in {call}() on an empty /dev/button, but it is not."))
 
 
-@graded(task=1, points=2)
-def test_a_signal_interrupts_a_blocked_read(vm: VmLab) -> None:
+def blocked_reader(vm: VmLab, mode: str) -> GuestProc:
+    """The probe in `mode` (eintr, restart), asleep in read(2) on the empty device."""
     loaded(vm)
-    p = vm.spawn("probe", "eintr", helper=True)
+    p = vm.spawn("probe", mode, helper=True)
     p.expect("^open$")
     wait_asleep(vm, p, "read")
+    return p
+
+
+@graded(task=1, points=2)
+def test_a_signal_interrupts_a_blocked_read(vm: VmLab) -> None:
+    p = blocked_reader(vm, "eintr")
     st = p.state()
     if st is not None and st.state == "D":
         vm.button("click")  # wake it, so that the lab can go on
@@ -330,10 +336,7 @@ def test_a_signal_interrupts_a_blocked_read(vm: VmLab) -> None:
 
 @graded(task=1, points=1)
 def test_a_handler_with_sa_restart_leaves_a_blocked_read_waiting(vm: VmLab) -> None:
-    loaded(vm)
-    p = vm.spawn("probe", "restart", helper=True)
-    p.expect("^open$")
-    wait_asleep(vm, p, "read")
+    p = blocked_reader(vm, "restart")
     p.signal("USR1")
     p.expect("^handler$", msg="The probe's SIGUSR1 handler (with SA_RESTART) ran while it was blocked in read(2).")
     vm.button("press")
