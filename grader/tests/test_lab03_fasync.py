@@ -474,7 +474,7 @@ def signal_line(p: GuestProc) -> str:
     return p.expect(r"^got ", timeout=8, fail=False) or "no-signal"
 
 
-@graded(task=2, points=5)
+@graded(task=2, points=3)
 def test_a_press_sends_sigio_to_the_registered_owner(vm: VmLab) -> None:
     p = registered(vm)
     vm.button("press")
@@ -498,6 +498,54 @@ def test_with_f_setsig_the_signal_carries_poll_in_the_fd_and_the_band(vm: VmLab)
         vm.fail(p.explain(f"The siginfo of the signal says si_code {m.group(2)}, si_fd {m.group(3)}, si_band "
                           f"{m.group(5)}; expected POLL_IN (1), the registered fd {m.group(4)} and POLLIN | "
                           f"POLLRDNORM ({POLLIN_RDNORM:#x}): pass POLL_IN (not POLLIN) as kill_fasync()'s band."))
+
+
+# The interrupt handler's calls, in order: the function tracer, in a tracefs instance of its own (beside
+# sigtrace's), on kill_fasync() and the spinlock entry points; only the calls the module makes in hard-IRQ
+# context count (the `h` of the line's flags).
+HANDLER_ORDER = "/sys/kernel/tracing/instances/wb-handler"
+ORDER_FUNCS = ("kill_fasync", "_raw_spin_lock", "_raw_spin_lock_irq", "_raw_spin_lock_irqsave")
+ORDER_LINE = re.compile(r"^\s*\S+-\d+\s+\[\d+\]\s+(\S+)\s+[\d.]+: (\w+) <-(\w+)", re.M)
+
+
+def handler_calls(vm: VmLab, action: str) -> list[tuple[str, str]]:
+    """`button ACTION`, and the calls of ORDER_FUNCS the module made in hard-IRQ context meanwhile, in order:
+    (the function, the module's function that called it)."""
+    vm.sh(f"mkdir -p {HANDLER_ORDER} && cd {HANDLER_ORDER} && echo > trace && echo > set_ftrace_filter && "
+          f"for f in {' '.join(ORDER_FUNCS)}; do echo $f >> set_ftrace_filter; done && "
+          "echo function > current_tracer && echo 1 > tracing_on", what="tracing the interrupt handler's calls")
+    try:
+        vm.button(action)
+    finally:
+        # Only the lines of hard-IRQ calls (the flags' third column), then the module's symbols.
+        out = vm.sh(f"cd {HANDLER_ORDER} && echo 0 > tracing_on && grep -E '^ *[^ ]+ +\\[[0-9]+\\] ..h' trace; "
+                    "echo nop > current_tracer && echo '== symbols' && grep '\\[button_driver\\]' /proc/kallsyms",
+                    what="reading the interrupt handler's calls")
+    trace, _, symbols = out.partition("== symbols\n")
+    module = {ln.split()[2] for ln in symbols.splitlines()}
+    return [(fn, parent) for flags, fn, parent in ORDER_LINE.findall(trace)
+            if parent in module and flags[2:3] == "h"]
+
+
+@graded(task=2, points=2)
+def test_the_signal_is_sent_after_the_event_is_recorded(vm: VmLab) -> None:
+    registered(vm)  # a file on the fasync list: kill_fasync() has someone to signal
+    calls = handler_calls(vm, "press")
+    signals = [i for i, (fn, _) in enumerate(calls) if fn == "kill_fasync"]
+    locks = [i for i, (fn, _) in enumerate(calls) if fn != "kill_fasync"]
+    if not signals and vm.irq_count() is None:
+        vm.fail("/proc/interrupts has no IRQ for button_driver, so no interrupt handler ran at the press: probe() "
+                "must request the button's IRQ (Task 1).")
+    if not signals:
+        vm.fail("At a press, with a file registered for SIGIO, the interrupt handler called no kill_fasync() (the "
+                "kernel's function tracer saw none from button_driver in hard-IRQ context): TODO 2.")
+    if locks and signals[0] < locks[0]:
+        (fn, caller), (lock, where) = calls[signals[0]], calls[locks[0]]
+        vm.fail(f"At a press the interrupt handler signalled before it recorded the event: the kernel's function "
+                f"tracer saw {fn}() called from {caller}() before {lock}() from {where}(), the lock under which the "
+                "record goes into the rings. A program woken by the signal on another CPU can then read before the "
+                "record is there and find nothing. Record the event in every ring first, then wake the readers "
+                "and signal.")
 
 
 @graded(task=2, points=4)
