@@ -261,6 +261,11 @@ def microvm_firmware(qemu: str) -> str | None:
     """The path of qboot in QEMU's own data folders (`qemu -L help`), or None when this QEMU has none
     (then the VM boots QEMU's default firmware). Asked once per QEMU binary and process."""
     if qemu not in _firmware:
+        # QEMU's first data folder is BINDIR/../share/qemu: found there, no QEMU needs to start to say so.
+        first = Path(qemu).resolve().parent.parent / "share" / "qemu" / MICROVM_FIRMWARE
+        if first.is_file():
+            _firmware[qemu] = str(first)
+            return _firmware[qemu]
         try:
             folders = subprocess.run([qemu, "-L", "help"], capture_output=True, text=True, timeout=30).stdout
         except (OSError, subprocess.SubprocessError):
