@@ -76,8 +76,10 @@ def loaded(vm: VmLab) -> None:
 def edge_trouble(vm: VmLab) -> str:
     """When the driver asked for an interrupt on one edge only (the board's record of the trigger it was
     given: `button stats 0`), what that costs: a press or a release is no event. "" otherwise."""
-    stats = dict(ln.split(" ", 1) for ln in vm.sh("button stats 0", what="reading the board's counters")
-                 .splitlines() if " " in ln)
+    r = vm.run("button stats 0", what="reading the board's counters")
+    if not r.ok:  # no board to ask: nothing to add to the message
+        return ""
+    stats = dict(ln.split(" ", 1) for ln in r.stdout.splitlines() if " " in ln)
     trigger = stats.get("trigger", "").strip()
     if stats.get("irq_requested", "").strip() != "1" or trigger not in ("rising", "falling"):
         return ""

@@ -27,6 +27,7 @@ from gradelib.lab import Program
 from gradelib.rtstream import after
 from gradelib.vmlab import REFERENCES, GuestProc, VmLab, VmLabSpec
 from gradelib.witness import SignalCount
+from vm.machine import CmdResult
 
 LAB = VmLabSpec(
     4, "04-sigio-bursts",
@@ -611,7 +612,7 @@ TEARDOWN_PROBES = [("free_irq", "irq=%di:u32"), ("hrtimer_cancel", "fn=+40(%di):
 TEARDOWN_LINE = re.compile(r"^\s*rmmod-\d+\s.*?: (\w+): \(.*?\)(?: irq=(\d+))?(?: fn=(0x[0-9a-f]+))?\s*$", re.M)
 
 
-def rmmod_teardown(vm: VmLab) -> tuple[object, list[tuple[str, str]]]:
+def rmmod_teardown(vm: VmLab) -> tuple[CmdResult, list[tuple[str, str]]]:
     """rmmod the driver; its result and, in order, rmmod's calls of free_irq() ("free_irq", irq) and its
     cancels of a timer whose callback is the module's (the function's name, the callback's symbol)."""
     tracing = "/sys/kernel/tracing"
