@@ -305,22 +305,23 @@ def wait_asleep(vm: VmLab, p: GuestProc, call: str) -> None:
 
 
 def blocked_reader(vm: VmLab, mode: str) -> GuestProc:
-    """The probe in `mode` (eintr, restart), asleep in read(2) on the empty device."""
+    """The probe in `mode` (eintr, restart), asleep in read(2) on the empty device, where a signal can
+    reach it (not in an uninterruptible sleep, which no signal ends)."""
     loaded(vm)
     p = vm.spawn("probe", mode, helper=True)
     p.expect("^open$")
     wait_asleep(vm, p, "read")
+    st = p.state()
+    if st is not None and st.state == "D":
+        vm.button("click")  # wake it, so that the lab can go on
+        vm.fail(p.explain(f"A reader blocked in read(2) is {st.describe()}: sleep with "
+                          "wait_event_interruptible(), so that signals (and Ctrl-C) still reach the process."))
     return p
 
 
 @graded(task=1, points=2)
 def test_a_signal_interrupts_a_blocked_read(vm: VmLab) -> None:
     p = blocked_reader(vm, "eintr")
-    st = p.state()
-    if st is not None and st.state == "D":
-        vm.button("click")  # wake it, so that the lab can go on
-        vm.fail(p.explain(f"A reader blocked in read(2) is {st.describe()}: sleep with "
-                          "wait_event_interruptible(), so that signals (and Ctrl-C) still reach the process."))
     p.signal("USR1")
     r = vm.run(f"i=0; while [ $i -lt 200 ]; do grep -q '^read ' {p.out} && exit 0; usleep 10000; i=$((i+1)); done; "
                f"exit 1", timeout=10)
