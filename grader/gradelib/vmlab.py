@@ -1226,6 +1226,13 @@ class VmLab:
     def kcontext_stop(self) -> None:
         self.run(kcontext.stop_script(), timeout=30, what="stopping the context probes")
 
+    def module_symbols(self, module: str = "") -> dict[int, str]:
+        """The student's module's (or `module`'s) symbols while it is loaded: {address: name}, from
+        /proc/kallsyms (a trace read after rmmod shows addresses the kernel can no longer name)."""
+        name = module or self.spec.module
+        out = self.sh(f"grep '\\[{name}\\]' /proc/kallsyms", what=f"reading {name}'s symbols")
+        return {int(f[0], 16): f[2] for f in (ln.split() for ln in out.splitlines()) if len(f) >= 3}
+
     def irq_count(self, module: str = "") -> int | None:
         """Interrupts of the student's module (or of `module`) in /proc/interrupts, or None when it has
         no IRQ."""

@@ -620,9 +620,7 @@ def rmmod_teardown(vm: VmLab) -> tuple[CmdResult, list[tuple[str, str]]]:
                        for fn, args in TEARDOWN_PROBES)
     vm.sh(f"[ -d {tracing}/events/wbteardown ] || {{ {define}; }}; mkdir -p {TEARDOWN} && cd {TEARDOWN} && "
           "echo > trace && echo 1 > events/wbteardown/enable", what="tracing free_irq() and the timer cancels")
-    symbols = {int(addr, 16): name for addr, _, name in
-               (line.split()[:3] for line in vm.sh("grep '\\[button_driver\\]' /proc/kallsyms",
-                                                     what="reading the module's symbols").splitlines())}
+    symbols = vm.module_symbols()
     r = vm.run("rmmod button_driver", timeout=20, what="rmmod button_driver")
     trace = vm.sh(f"cd {TEARDOWN} && echo 0 > events/wbteardown/enable && cat trace", what="reading rmmod's trace")
     calls = []
